@@ -1,0 +1,3 @@
+"""LangChain document compressors and retrievers built on rerank_ext_core."""
+
+__all__: list[str] = []
