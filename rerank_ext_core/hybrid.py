@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,7 @@ class ChromaHybridSearch:
         self.index_path = self._resolve_index_path(index_dir)
         self._lock = threading.RLock()
         self._state = _SyncState()
+        self._executor: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return (
@@ -389,6 +391,19 @@ class ChromaHybridSearch:
         distances = result["distances"][0] if result.get("distances") else []
         return [(doc_id, self._to_similarity(float(d))) for doc_id, d in zip(ids, distances)]
 
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rerank-ext-sparse")
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the worker threads (they also stop when the object is garbage-collected)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
     def _dense(self, plan: _Plan) -> list[tuple[str, float]]:
         embedding = self.embedder.embed_query(plan.query) if self.embedder is not None else None
         result = chroma.call(
@@ -428,9 +443,7 @@ class ChromaHybridSearch:
         return self.index.search(plan.query, plan.candidates, allowed_ids=allowed)
 
     def _fuse(self, plan: _Plan, dense, sparse) -> list[FusedResult]:
-        fused = fuse({"dense": dense, "sparse": sparse}, mode=plan.fusion, weights=plan.weights, rrf_k=plan.rrf_k)
-        # Hydrate some extra results so documents deleted since the sparse check can be dropped.
-        return fused[: 2 * plan.k]
+        return fuse({"dense": dense, "sparse": sparse}, mode=plan.fusion, weights=plan.weights, rrf_k=plan.rrf_k)
 
     def _hits(self, plan: _Plan, fused: list[FusedResult], records: Mapping[str, dict[str, Any]]) -> list[HybridHit]:
         hits: list[HybridHit] = []
@@ -446,20 +459,19 @@ class ChromaHybridSearch:
                 stored = self.index.hash_of(result.id)
                 if stored is not None and stored != content_hash(document):
                     changed.append((result.id, document))
-            if len(hits) < plan.k:
-                hits.append(
-                    HybridHit(
-                        id=result.id,
-                        document=document if isinstance(document, str) else "",
-                        metadata=dict(record.get("metadata") or {}),
-                        score=result.score,
-                        fusion=plan.fusion,
-                        dense_score=result.side_scores.get("dense"),
-                        sparse_score=result.side_scores.get("sparse"),
-                        dense_rank=result.side_ranks.get("dense"),
-                        sparse_rank=result.side_ranks.get("sparse"),
-                    )
+            hits.append(
+                HybridHit(
+                    id=result.id,
+                    document=document if isinstance(document, str) else "",
+                    metadata=dict(record.get("metadata") or {}),
+                    score=result.score,
+                    fusion=plan.fusion,
+                    dense_score=result.side_scores.get("dense"),
+                    sparse_score=result.side_scores.get("sparse"),
+                    dense_rank=result.side_ranks.get("dense"),
+                    sparse_rank=result.side_ranks.get("sparse"),
                 )
+            )
         if missing or changed:
             with self._lock:
                 self.index.remove(missing)
@@ -490,15 +502,27 @@ class ChromaHybridSearch:
         plan = self._plan(query, k, where, where_document, fusion, weights, rrf_k, candidates)
         if plan is None:
             return []
-        sparse = self._sparse(plan)
-        dense = self._dense(plan)
+        # The sparse side (with its collection check) runs in a worker thread while this thread
+        # runs the dense query: Chroma's calls release the GIL.
+        sparse_future = self._pool().submit(self._sparse, plan)
+        try:
+            dense = self._dense(plan)
+        finally:
+            sparse = sparse_future.result()
         fused = self._fuse(plan, dense, sparse)
-        if not fused:
-            return []
-        records = chroma.get_by_ids(
-            self.collection, [r.id for r in fused], include=["documents", "metadatas"], page_size=self.page_size
-        )
-        return self._hits(plan, fused, records)
+        hits: list[HybridHit] = []
+        start = 0
+        # Read the best results back from Chroma; ids that no longer exist are dropped and the
+        # next ones read, so a deleted document is never returned.
+        while len(hits) < plan.k and start < len(fused):
+            window = fused[start : start + plan.k - len(hits)]
+            records = chroma.get_by_ids(
+                self.collection, [r.id for r in window], include=["documents", "metadatas"],
+                page_size=self.page_size,
+            )
+            hits.extend(self._hits(plan, window, records))
+            start += len(window)
+        return hits
 
     async def aquery(
         self,
@@ -519,17 +543,21 @@ class ChromaHybridSearch:
             return []
         dense, sparse = await asyncio.gather(self._adense(plan), asyncio.to_thread(self._sparse, plan))
         fused = self._fuse(plan, dense, sparse)
-        if not fused:
-            return []
-        ids = [r.id for r in fused]
-        if self.async_collection is not None:
-            records = await chroma.aget_by_ids(
-                self.async_collection, ids, include=["documents", "metadatas"], page_size=self.page_size
-            )
-        else:
-            records = await asyncio.to_thread(
-                chroma.get_by_ids, self.collection, ids, include=["documents", "metadatas"],
-                page_size=self.page_size,
-            )
-        return self._hits(plan, fused, records)
+        hits: list[HybridHit] = []
+        start = 0
+        while len(hits) < plan.k and start < len(fused):
+            window = fused[start : start + plan.k - len(hits)]
+            ids = [r.id for r in window]
+            if self.async_collection is not None:
+                records = await chroma.aget_by_ids(
+                    self.async_collection, ids, include=["documents", "metadatas"], page_size=self.page_size
+                )
+            else:
+                records = await asyncio.to_thread(
+                    chroma.get_by_ids, self.collection, ids, include=["documents", "metadatas"],
+                    page_size=self.page_size,
+                )
+            hits.extend(self._hits(plan, window, records))
+            start += len(window)
+        return hits
 
