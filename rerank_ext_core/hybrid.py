@@ -121,6 +121,8 @@ class ChromaHybridSearch:
         index_dir: folder for the saved BM25 index. ``"auto"`` (default) saves beside a
             PersistentClient's data and nowhere for other clients; ``None`` never saves.
         id_check_interval: seconds between id checks when the count is unchanged (0: every query).
+        autosave: rewrite the saved index after every change (atomic, O(corpus) per save); with
+            ``False`` call :meth:`save` yourself, e.g. after a batch of writes.
         page_size: records per ``collection.get`` page.
         bm25_params: passed to :class:`~rerank_ext_core.bm25.BM25Index` (``k1``, ``b``, ``method``).
     """
@@ -138,6 +140,7 @@ class ChromaHybridSearch:
         candidates: int = 100,
         index_dir: str | os.PathLike[str] | None = "auto",
         id_check_interval: float = 10.0,
+        autosave: bool = True,
         page_size: int = chroma.DEFAULT_PAGE_SIZE,
         bm25_params: Mapping[str, Any] | None = None,
     ) -> None:
@@ -166,6 +169,7 @@ class ChromaHybridSearch:
             msg = f"id_check_interval={id_check_interval} must be >= 0 seconds."
             raise ValueError(msg)
         self.id_check_interval = float(id_check_interval)
+        self.autosave = autosave
         self.index = BM25Index(tokenizer, **dict(bm25_params or {}))
         self._to_similarity = chroma.similarity_from_distance(chroma.collection_space(collection))
         self.index_path = self._resolve_index_path(index_dir)
@@ -224,15 +228,19 @@ class ChromaHybridSearch:
         logger.info("Loaded the BM25 index of %r from %s", self.collection.name, self.index_path)
 
     def _save_locked(self) -> None:
-        if self.index_path is None:
+        if self.index_path is None or not self.autosave or not self._state.initialized:
             return
         extra = {"collection_id": str(self.collection.id), "skipped_ids": sorted(self._state.skipped_ids)}
         self.index.save(self.index_path, extra=extra)
 
     def save(self) -> Path | None:
         """Save the BM25 index now (atomically). Returns the file, or None when no place is set."""
+        if self.index_path is None:
+            return None
+        self._sync()
         with self._lock:
-            self._save_locked()
+            extra = {"collection_id": str(self.collection.id), "skipped_ids": sorted(self._state.skipped_ids)}
+            self.index.save(self.index_path, extra=extra)
         return self.index_path
 
     def _sync(self) -> None:
@@ -328,7 +336,7 @@ class ChromaHybridSearch:
     def delete(self, ids: Sequence[str] | None = None, *, where: dict[str, Any] | None = None) -> None:
         """Delete records by id and/or by a ``where`` filter, from Chroma and the BM25 index."""
         if ids is None and where is None:
-            msg = "delete needs ids or where; to empty the collection pass where={} is not allowed either."
+            msg = "delete needs ids=[...] or where={...}; with neither it would have nothing to select."
             raise ValueError(msg)
         targets: set[str] = set(ids or [])
         if where is not None:

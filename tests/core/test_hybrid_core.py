@@ -239,3 +239,18 @@ def test_aquery_runs_dense_and_sparse_concurrently(search):
     assert hits[0].id == "a2" and hits[0].sparse_rank == 1
     assert elapsed < 2 * delay  # sequential would take at least 0.6 s
     assert ids(asyncio.run(search.aquery("", k=2))) == []
+
+
+def test_autosave_off_saves_only_on_request(ephemeral_collection, embedder, tmp_path):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, index_dir=tmp_path, autosave=False)
+    search.add(["n1"], ["Hedgehogs eat snails."])
+    assert search.query("hedgehogs", k=1)[0].id == "n1"
+    assert list(tmp_path.iterdir()) == []
+    path = search.save()
+    assert path is not None and path.exists()
+    reloaded = ChromaHybridSearch(ephemeral_collection, embedder=embedder, index_dir=tmp_path)
+    reloaded._sync()
+    assert "n1" in reloaded.index and reloaded.index.rebuilds == 0
+    with pytest.raises(ValueError, match="ids=\\[...\\] or where"):
+        search.delete()
