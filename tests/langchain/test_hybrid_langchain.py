@@ -71,7 +71,7 @@ def test_from_vectorstore_documents_carry_ids_and_scores(store):
 
 def test_follows_writes_made_through_langchain_chroma(store):
     store.add_texts(["Cats purr."], ids=["c"])
-    retriever = ChromaHybridRetriever.from_vectorstore(store, k=1, id_check_interval=0)
+    retriever = ChromaHybridRetriever.from_vectorstore(store, k=1, check_interval=0, id_check_interval=0)
     assert retriever.invoke("cats")[0].id == "c"
     store.add_texts(["Okapis live in the Congo rainforest."], ids=["o"])
     top = retriever.invoke("okapis congo")[0]
