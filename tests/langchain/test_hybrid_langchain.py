@@ -109,3 +109,27 @@ def test_returned_metadata_is_a_copy():
     first.metadata["topic"] = "changed"
     assert retriever.invoke("parrots")[0].metadata["topic"] == "animals"
     assert isinstance(first, Document)
+
+
+def test_chains_with_our_reranker_in_contextual_compression_and_lcel(minilm_path, tmp_path):
+    pytest.importorskip("torch")
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+
+    from langchain_rerank_ext import CrossEncoderReranker
+    from tests.checkpoints import build_cross_encoder
+
+    checkpoint = build_cross_encoder(minilm_path, tmp_path / "ce")
+    reranker = CrossEncoderReranker(model=str(checkpoint), top_n=2, keep_retrieval_score=True)
+    retriever = ChromaHybridRetriever(search=_search(), k=5)
+    compression = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=retriever)
+    docs = compression.invoke("animals dogs cats parrots")
+    assert len(docs) == 2
+    candidates = {d.id for d in retriever.invoke("animals dogs cats parrots")}
+    for doc in docs:
+        assert doc.id in candidates
+        assert "relevance_score" in doc.metadata and "hybrid_score" in doc.metadata
+        assert "dense_score" in doc.metadata
+    chain = retriever | RunnableLambda(
+        lambda documents: reranker.compress_documents(documents, "animals dogs cats parrots")
+    )
+    assert [d.id for d in chain.invoke("animals dogs cats parrots")] == [d.id for d in docs]
