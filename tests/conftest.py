@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.hybrid_fixtures"]
+
 SCIFACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 

@@ -16,8 +16,8 @@ PACKAGES = ["rerank_ext_core", "llamaindex_rerank_ext", "langchain_rerank_ext"]
 HEAVY = ["torch", "transformers", "sentence_transformers", "FlagEmbedding", "chromadb", "bm25s"]
 
 EXPECTED_EXPORTS = {
-    "llamaindex_rerank_ext": {"ColBERTReranker", "CrossEncoderReranker"},
-    "langchain_rerank_ext": {"ColBERTReranker", "CrossEncoderReranker"},
+    "llamaindex_rerank_ext": {"ChromaHybridRetriever", "ColBERTReranker", "CrossEncoderReranker"},
+    "langchain_rerank_ext": {"ChromaHybridRetriever", "ColBERTReranker", "CrossEncoderReranker"},
 }
 
 
