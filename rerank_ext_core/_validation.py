@@ -10,7 +10,7 @@ __all__ = ["check_choice", "check_positive_int", "check_non_negative_int"]
 
 def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name}={value!r} is invalid: pass a positive integer."
+        msg = f"{name}={value!r} is invalid: pass a positive integer (e.g. {name}=10)."
         raise ValueError(msg)
     return value
 

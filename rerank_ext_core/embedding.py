@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._optional import require
+from rerank_ext_core._validation import check_positive_int
 
 __all__ = ["SentenceTransformerEmbedder", "TextEmbedder"]
 
@@ -49,12 +50,9 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         normalize: bool = True,
     ) -> None:
-        if batch_size <= 0:
-            msg = f"batch_size={batch_size} must be a positive number of texts."
-            raise ValueError(msg)
+        self.batch_size = check_positive_int("batch_size", batch_size)
         self.model_path = resolve_model_path(model, purpose="embedding model")
         self.device = device
-        self.batch_size = batch_size
         self.normalize = normalize
         self._model: Any = None
         self._lock = threading.Lock()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_ext_core import chroma
+from rerank_ext_core._validation import check_positive_int
 from rerank_ext_core.bm25 import BM25Index, content_hash
 from rerank_ext_core.fusion import FusedResult, fuse, validate_fusion_mode, validate_weights
 from rerank_ext_core.tokenization import Tokenizer
@@ -94,13 +95,6 @@ class _SyncState:
     initialized: bool = False
     last_id_check: float = 0.0
     last_count_check: float = 0.0
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        msg = f"{name}={value!r} must be a positive integer (e.g. {name}=10)."
-        raise ValueError(msg)
-    return value
 
 
 class ChromaHybridSearch:
@@ -168,8 +162,8 @@ class ChromaHybridSearch:
         self.weights = validate_weights(weights, SIDES)
         self.rrf_k = rrf_k
         fuse({"dense": [], "sparse": []}, mode="rrf", rrf_k=rrf_k)  # validates rrf_k
-        self.candidates = _check_positive_int("candidates", candidates)
-        self.page_size = _check_positive_int("page_size", page_size)
+        self.candidates = check_positive_int("candidates", candidates)
+        self.page_size = check_positive_int("page_size", page_size)
         for name, value in (("check_interval", check_interval), ("id_check_interval", id_check_interval)):
             if not value >= 0:
                 msg = f"{name}={value} must be a number of seconds >= 0."
@@ -381,13 +375,13 @@ class ChromaHybridSearch:
         if not isinstance(query, str):
             msg = f"query must be a string, got {type(query).__name__}."
             raise TypeError(msg)
-        k = _check_positive_int("k", k)
+        k = check_positive_int("k", k)
         mode = validate_fusion_mode(fusion) if fusion is not None else self.fusion
         side_weights = validate_weights(weights, SIDES) if weights is not None else self.weights
         fusion_k = self.rrf_k if rrf_k is None else rrf_k
         if rrf_k is not None:
             fuse({"dense": []}, mode="rrf", rrf_k=rrf_k)
-        pool = _check_positive_int("candidates", candidates) if candidates is not None else self.candidates
+        pool = check_positive_int("candidates", candidates) if candidates is not None else self.candidates
         if not query.strip():
             logger.info("Empty query: returning no results.")
             return None
