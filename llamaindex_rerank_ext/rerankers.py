@@ -21,18 +21,19 @@ dispatcher = get_dispatcher(__name__)
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 
 
+def _with_extra(keys: List[str], key: str) -> List[str]:
+    return keys if key in keys else [*keys, key]
+
+
 def _reranked_node(original: NodeWithScore, score: float, keep_retrieval_score: bool) -> NodeWithScore:
-    """A new NodeWithScore; the caller's node and its metadata are left untouched."""
+    """A new NodeWithScore over a copy of the node: the caller's node and metadata stay untouched."""
     node = original.node
+    update: dict[str, Any] = {"metadata": dict(node.metadata)}
     if keep_retrieval_score and original.score is not None:
-        node = node.model_copy(
-            update={
-                "metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: original.score},
-                "excluded_llm_metadata_keys": [*node.excluded_llm_metadata_keys, RETRIEVAL_SCORE_KEY],
-                "excluded_embed_metadata_keys": [*node.excluded_embed_metadata_keys, RETRIEVAL_SCORE_KEY],
-            }
-        )
-    return NodeWithScore(node=node, score=score)
+        update["metadata"][RETRIEVAL_SCORE_KEY] = original.score
+        update["excluded_llm_metadata_keys"] = _with_extra(node.excluded_llm_metadata_keys, RETRIEVAL_SCORE_KEY)
+        update["excluded_embed_metadata_keys"] = _with_extra(node.excluded_embed_metadata_keys, RETRIEVAL_SCORE_KEY)
+    return NodeWithScore(node=node.model_copy(update=update), score=score)
 
 
 class _RerankPostprocessor(RerankerFields, BaseNodePostprocessor):

@@ -8,9 +8,11 @@ sigmoid itself when ``normalize=True``, so one model gives the same scores on ei
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -64,6 +66,34 @@ def _pick_backend(backend: str) -> str:
     raise ImportError(msg)
 
 
+def model_token_limit(model_dir: str) -> int | None:
+    """The longest input the checkpoint accepts, read from its tokenizer and model configs."""
+    root = Path(model_dir)
+    tokenizer_config = root / "tokenizer_config.json"
+    if tokenizer_config.exists():
+        limit = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("model_max_length")
+        if isinstance(limit, (int, float)) and limit < 1_000_000:
+            return int(limit)
+    model_config = root / "config.json"
+    if model_config.exists():
+        config = json.loads(model_config.read_text(encoding="utf-8"))
+        positions = config.get("max_position_embeddings")
+        if isinstance(positions, int):
+            # RoBERTa-family models reserve two positions for the padding offset.
+            return positions - 2 if config.get("model_type") in {"roberta", "xlm-roberta"} else positions
+    return None
+
+
+def _check_max_length(max_length: int, model_dir: str, model_name: str) -> None:
+    limit = model_token_limit(model_dir)
+    if limit is not None and max_length > limit:
+        msg = (
+            f"max_length={max_length} is more than the model {model_name!r} accepts ({limit} tokens). "
+            f"Pass max_length={limit} or less; use long_documents='split' to score longer texts."
+        )
+        raise ValueError(msg)
+
+
 class CrossEncoderScorer:
     """Scores (query, text) pairs with a cross-encoder such as ``BAAI/bge-reranker-base``.
 
@@ -107,6 +137,7 @@ class CrossEncoderScorer:
         self.query_instruction = query_instruction or ""
         self.model_name = str(model)
         self.model_path = resolve_model_path(model, purpose="cross-encoder model")
+        _check_max_length(self.max_length, self.model_path, self.model_name)
         self.device = resolve_device(device)
         self.use_fp16 = resolve_fp16(use_fp16, self.device)
         self._lock = threading.Lock()
@@ -169,10 +200,15 @@ class CrossEncoderScorer:
         return self._score_pairs(query, list(texts))
 
     def _score_pairs(self, query: str, texts: list[str]) -> list[float]:
-        pairs = [(query, text) for text in texts]
-        with self._lock:
-            logits = self._predict_logits(pairs)
-        scores = sigmoid(logits) if self.normalize else logits
+        # A blank text is relevant to nothing: it gets the lowest score (0 as a probability, -inf
+        # as a logit) without a model call, so both backends agree on it.
+        logits = np.full(len(texts), -np.inf)
+        non_blank = [i for i, text in enumerate(texts) if text.strip()]
+        if non_blank:
+            with self._lock:
+                logits[non_blank] = self._predict_logits([(query, texts[i]) for i in non_blank])
+        with np.errstate(over="ignore"):
+            scores = sigmoid(logits) if self.normalize else logits
         return [float(s) for s in scores]
 
     def _predict_logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:

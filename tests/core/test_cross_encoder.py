@@ -32,8 +32,9 @@ def flag_scorer(cross_encoder_path):
 def test_sentence_transformers_backend_equals_cross_encoder_predict(st_scorer, cross_encoder_path):
     from sentence_transformers import CrossEncoder
 
-    reference = CrossEncoder(cross_encoder_path, device="cpu").predict([(QUERY, d) for d in DOCS])
-    np.testing.assert_allclose(st_scorer.score(QUERY, DOCS), reference, atol=1e-5)
+    texts = [d for d in DOCS if d.strip()]  # blank texts are scored without the model (below)
+    reference = CrossEncoder(cross_encoder_path, device="cpu").predict([(QUERY, d) for d in texts])
+    np.testing.assert_allclose(st_scorer.score(QUERY, texts), reference, atol=1e-5)
 
 
 def test_flag_backend_equals_flag_reranker_compute_score(flag_scorer, cross_encoder_path):
@@ -50,12 +51,14 @@ def test_flag_backend_equals_flag_reranker_compute_score(flag_scorer, cross_enco
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_both_backends_give_the_same_scores(cross_encoder_path, normalize):
-    texts = [d for d in DOCS if d.strip()]
+    texts = DOCS
     st_scores = CrossEncoderScorer(cross_encoder_path, backend="sentence-transformers", normalize=normalize).score(QUERY, texts)
     flag_scores = CrossEncoderScorer(cross_encoder_path, backend="flag", normalize=normalize).score(QUERY, texts)
     np.testing.assert_allclose(st_scores, flag_scores, atol=1e-4)
+    blank = [i for i, d in enumerate(texts) if not d.strip()]
+    assert blank and all(st_scores[i] == (0.0 if normalize else float("-inf")) for i in blank)
     if normalize:
-        assert all(0.0 < s < 1.0 for s in st_scores)
+        assert all(0.0 < s < 1.0 for i, s in enumerate(st_scores) if i not in blank)
 
 
 def test_normalize_is_the_sigmoid_of_the_logits(cross_encoder_path, st_scorer):
@@ -95,6 +98,11 @@ def test_split_scores_each_passage_and_keeps_the_best(cross_encoder_path):
 def test_bad_settings_fail_at_construction(cross_encoder_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         CrossEncoderScorer(cross_encoder_path, **kwargs)
+
+
+def test_max_length_beyond_the_model_is_rejected(cross_encoder_path):
+    with pytest.raises(ValueError, match="max_length=1024 is more than .* accepts \\(512 tokens\\)"):
+        CrossEncoderScorer(cross_encoder_path, max_length=1024)
 
 
 def test_unknown_keyword_is_rejected(cross_encoder_path):

@@ -86,6 +86,24 @@ def test_callers_nodes_are_not_mutated_and_retrieval_score_is_kept(cross_encoder
         assert "retrieval_score" not in result.node.get_content(metadata_mode="llm")
 
 
+def test_outputs_are_copies_even_without_retrieval_score(cross_encoder_path):
+    reranker = CrossEncoderReranker(model=cross_encoder_path, keep_retrieval_score=False)
+    nodes = make_nodes()
+    nodes[0].score = None
+    out = reranker.postprocess_nodes(nodes, query_str=QUERY)
+    for result in out:
+        result.node.metadata["touched"] = True
+    assert all("touched" not in n.node.metadata and "retrieval_score" not in n.node.metadata for n in nodes)
+
+
+def test_reranking_twice_keeps_one_retrieval_score_exclusion(cross_encoder):
+    once = cross_encoder.postprocess_nodes(make_nodes(), query_str=QUERY)
+    twice = cross_encoder.postprocess_nodes(once, query_str=QUERY)
+    assert all(n.node.excluded_llm_metadata_keys.count("retrieval_score") == 1 for n in twice)
+    first_scores = {n.node.node_id: n.score for n in once}
+    assert all(n.node.metadata["retrieval_score"] == first_scores[n.node.node_id] for n in twice)
+
+
 def test_empty_input_returns_empty_and_events_balance(cross_encoder, rerank_events):
     assert cross_encoder.postprocess_nodes([], query_str=QUERY) == []
     assert (rerank_events.starts, rerank_events.ends) == (1, 1)
