@@ -1,5 +1,9 @@
 """LangChain document compressors and retrievers built on rerank_ext_core."""
 
+from rerank_ext_core._optional import require
+
+require("langchain_core", feature="langchain_rerank_ext", extra="langchain")
+
 from langchain_rerank_ext.hybrid import ChromaHybridRetriever
 from langchain_rerank_ext.rerankers import ColBERTReranker, CrossEncoderReranker
 

@@ -3,6 +3,8 @@
 from rerank_ext_core._models import ModelNotFoundError
 from rerank_ext_core.bm25 import BM25Index
 from rerank_ext_core.chroma import ChromaUnavailableError
+from rerank_ext_core.colbert import ColBERTScorer, maxsim_scores
+from rerank_ext_core.cross_encoder import CrossEncoderScorer
 from rerank_ext_core.embedding import SentenceTransformerEmbedder, TextEmbedder
 from rerank_ext_core.fusion import (
     FUSION_MODES,
@@ -20,6 +22,8 @@ __all__ = [
     "BM25Index",
     "ChromaHybridSearch",
     "ChromaUnavailableError",
+    "ColBERTScorer",
+    "CrossEncoderScorer",
     "FUSION_MODES",
     "FusedResult",
     "HybridHit",
@@ -31,6 +35,7 @@ __all__ = [
     "Tokenizer",
     "distribution_based_score_fusion",
     "fuse",
+    "maxsim_scores",
     "reciprocal_rank_fusion",
     "relative_score_fusion",
     "rerank",

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from rerank_ext_core._optional import require
+from rerank_ext_core._validation import check_choice
 from rerank_ext_core.tokenization import Tokenizer
 
 __all__ = ["BM25Index", "content_hash"]
@@ -45,6 +46,22 @@ class _Matrix:
     compact_of: np.ndarray  # global token id -> matrix column, -1 when absent
 
 
+BM25_METHODS: tuple[str, ...] = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float | None = None, example: str) -> None:
+    in_range = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and value >= low
+        and (high is None or value <= high)
+    )
+    if not in_range:
+        bounds = f"between {low} and {high}" if high is not None else f"a number >= {low}"
+        msg = f"{name}={value!r} is invalid: pass {bounds}, e.g. {example}."
+        raise ValueError(msg)
+
+
 class BM25Index:
     """BM25 over documents identified by string ids, with upsert and remove.
 
@@ -65,6 +82,10 @@ class BM25Index:
         method: str = "lucene",
         rebuild_ratio: float = 0.1,
     ) -> None:
+        check_choice("method", method, BM25_METHODS)
+        _check_number("k1", k1, low=0.0, example="k1=1.5")
+        _check_number("b", b, low=0.0, high=1.0, example="b=0.75")
+        _check_number("rebuild_ratio", rebuild_ratio, low=0.0, example="rebuild_ratio=0.1")
         self.tokenizer = tokenizer if tokenizer is not None else Tokenizer()
         self._bm25_params = {"k1": float(k1), "b": float(b), "method": method}
         self._rebuild_ratio = rebuild_ratio

@@ -310,6 +310,19 @@ class ChromaHybridSearch:
             if values is not None and len(values) != len(ids):
                 msg = f"{method} got {len(ids)} ids but {len(values)} {name}; pass one per id."
                 raise ValueError(msg)
+        if method == "add":
+            # Chroma keeps the stored record when add() names an existing id: skip those ids here
+            # so that BM25 keeps the stored text too (use upsert to replace).
+            existing = chroma.get_by_ids(self.collection, ids, include=[], page_size=self.page_size)
+            if existing:
+                logger.info("add: %d ids already exist and were left as they are; use upsert to replace them", len(existing))
+                keep = [position for position, doc_id in enumerate(ids) if doc_id not in existing]
+                ids = [ids[p] for p in keep]
+                documents = None if documents is None else [documents[p] for p in keep]
+                metadatas = None if metadatas is None else [metadatas[p] for p in keep]
+                embeddings = None if embeddings is None else [embeddings[p] for p in keep]
+                if not ids:
+                    return
         if embeddings is None and documents is not None:
             embeddings = self._embed_documents(documents)
         kwargs: dict[str, Any] = {"ids": ids}

@@ -99,8 +99,8 @@ class Tokenizer:
         if cjk not in CJK_SEGMENTATIONS:
             msg = f"cjk={cjk!r} is not a CJK segmentation. Use one of {list(CJK_SEGMENTATIONS)}."
             raise ValueError(msg)
-        if min_word_length < 1:
-            msg = f"min_word_length={min_word_length} must be at least 1."
+        if isinstance(min_word_length, bool) or not isinstance(min_word_length, int) or min_word_length < 1:
+            msg = f"min_word_length={min_word_length!r} is invalid: pass an integer >= 1, e.g. min_word_length=2."
             raise ValueError(msg)
         self._stopwords = _stopword_list(stopwords)
         self._stopwords_name = stopwords if isinstance(stopwords, str) or stopwords is None else None

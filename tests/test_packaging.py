@@ -13,18 +13,25 @@ from rerank_ext_core._optional import require
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["rerank_ext_core", "llamaindex_rerank_ext", "langchain_rerank_ext"]
-HEAVY = ["torch", "transformers", "sentence_transformers", "FlagEmbedding", "chromadb", "bm25s"]
+HEAVY = ["torch", "transformers", "sentence_transformers", "FlagEmbedding", "chromadb", "bm25s", "jieba", "Stemmer"]
 
+ADAPTER_EXPORTS = ["ChromaHybridRetriever", "ColBERTReranker", "CrossEncoderReranker"]
 EXPECTED_EXPORTS = {
-    "llamaindex_rerank_ext": {"ChromaHybridRetriever", "ColBERTReranker", "CrossEncoderReranker"},
-    "langchain_rerank_ext": {"ChromaHybridRetriever", "ColBERTReranker", "CrossEncoderReranker"},
+    "rerank_ext_core": [
+        "BM25Index", "ChromaHybridSearch", "ChromaUnavailableError", "ColBERTScorer", "CrossEncoderScorer",
+        "FUSION_MODES", "FusedResult", "HybridHit", "ModelNotFoundError", "RankedText", "Scorer",
+        "SentenceTransformerEmbedder", "TextEmbedder", "Tokenizer", "distribution_based_score_fusion",
+        "fuse", "maxsim_scores", "reciprocal_rank_fusion", "relative_score_fusion", "rerank",
+    ],
+    "llamaindex_rerank_ext": ADAPTER_EXPORTS,
+    "langchain_rerank_ext": ADAPTER_EXPORTS,
 }
 
 
 @pytest.mark.parametrize("package", sorted(EXPECTED_EXPORTS))
-def test_public_names_are_pinned(package):
+def test_public_names_are_pinned_and_sorted(package):
     module = __import__(package)
-    assert set(module.__all__) == EXPECTED_EXPORTS[package]
+    assert module.__all__ == EXPECTED_EXPORTS[package]
     assert all(hasattr(module, name) for name in module.__all__)
 
 
@@ -63,6 +70,16 @@ def test_every_extra_named_in_an_error_message_exists():
     named = _named_extras()
     assert {"st", "flag"} <= named  # the scan itself finds the hints
     assert named <= _declared_extras(), named - _declared_extras()
+
+
+@pytest.mark.parametrize(("package", "framework", "extra"), [("llamaindex_rerank_ext", "llama_index", "llamaindex"), ("langchain_rerank_ext", "langchain_core", "langchain")])
+def test_an_adapter_without_its_framework_names_the_extra(package, framework, extra):
+    code = (
+        f"import sys; sys.modules[{framework!r}] = None\n"
+        f"try:\n    import {package}\nexcept ImportError as e:\n    print(e)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert f"pip install 'rerank-ext[{extra}]'" in out.stdout, out.stdout + out.stderr
 
 
 def test_missing_dependency_names_the_feature_and_the_extra():

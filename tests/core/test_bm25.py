@@ -164,3 +164,17 @@ def test_concurrent_writes_and_searches():
         t.join()
     assert errors == []
     assert len(idx) == 140
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "bogus"}, "method='bogus' is not supported"),
+        ({"k1": -3}, "k1=-3 is invalid"),
+        ({"b": 1.5}, "b=1.5 is invalid"),
+        ({"rebuild_ratio": "x"}, "rebuild_ratio='x' is invalid"),
+    ],
+)
+def test_bad_bm25_parameters_fail_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BM25Index(**kwargs)

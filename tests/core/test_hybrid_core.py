@@ -101,6 +101,17 @@ def test_our_writes_reach_both_sides(search, embedder):
     assert search.collection.count() == len(ANIMALS) - 2
 
 
+def test_add_of_an_existing_id_keeps_the_stored_text_on_both_sides(search):
+    stored = search.collection.get(ids=["a1"])["documents"][0]
+    search.query("warm up", k=1)  # the BM25 side is built
+    search.add(["a1", "n2"], ["Zebras gallop across the savanna.", "Beavers build dams."])
+    assert search.collection.get(ids=["a1"])["documents"][0] == stored
+    assert all(h.id != "a1" or h.sparse_score is None for h in search.query("zebras savanna gallop", k=10))
+    assert search.query("beavers dams", k=1)[0].id == "n2"
+    search.upsert(["a1"], ["Zebras gallop across the savanna."])
+    assert search.query("zebras savanna gallop", k=1)[0].id == "a1"
+
+
 def test_writes_by_others_are_noticed_at_query_time(search, embedder):
     collection = search.collection
     search.query("dogs", k=1)

@@ -88,3 +88,9 @@ def test_chinese_retrieval_needs_segmentation():
     for query, expected in CHINESE_QUERIES.items():
         assert segmented.search(query, 1)[0][0] == expected, query
         assert whole_clauses.search(query, 1) == []  # a clause as one token matches nothing
+
+
+@pytest.mark.parametrize("value", ["2", 0, 1.5])
+def test_bad_min_word_length_is_a_clear_error(value):
+    with pytest.raises(ValueError, match=f"min_word_length={value!r}"):
+        Tokenizer(min_word_length=value)
