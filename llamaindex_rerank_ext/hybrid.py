@@ -83,7 +83,7 @@ class ChromaHybridRetriever(BaseRetriever):
         self._query_options = {
             "where": where, "where_document": where_document, "fusion": fusion, "weights": weights, "rrf_k": rrf_k,
         }
-        search._plan("probe", similarity_top_k, where, where_document, fusion, weights, rrf_k, None)
+        search.check_query_options(similarity_top_k, fusion=fusion, weights=weights, rrf_k=rrf_k)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @classmethod

@@ -400,6 +400,18 @@ class ChromaHybridSearch:
             return None
         return _Plan(query, k, max(pool, k), where or None, where_document or None, mode, side_weights, fusion_k)
 
+    def check_query_options(
+        self,
+        k: int = 10,
+        *,
+        fusion: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        rrf_k: float | None = None,
+        candidates: int | None = None,
+    ) -> None:
+        """Raise the ``ValueError`` a query with these options would raise, now (for constructors)."""
+        self._plan("probe", k, None, None, fusion, weights, rrf_k, candidates)
+
     def _dense_request(self, plan: _Plan, embedding: Sequence[float] | None) -> dict[str, Any]:
         request: dict[str, Any] = {
             "n_results": plan.candidates,
