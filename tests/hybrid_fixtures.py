@@ -163,3 +163,14 @@ def http_client(chroma_server):
     if chroma_server.process is None:
         chroma_server.start()
     return chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+
+
+@pytest.fixture(params=["ephemeral", "persistent", "http"])
+def any_client(request, tmp_path):
+    """Each kind of Chroma client the retrievers must work with."""
+    chromadb = pytest.importorskip("chromadb")
+    if request.param == "ephemeral":
+        return chromadb.EphemeralClient()
+    if request.param == "persistent":
+        return chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    return request.getfixturevalue("http_client")

@@ -133,3 +133,15 @@ def test_chains_with_our_reranker_in_contextual_compression_and_lcel(minilm_path
         lambda documents: reranker.compress_documents(documents, "animals dogs cats parrots")
     )
     assert [d.id for d in chain.invoke("animals dogs cats parrots")] == [d.id for d in docs]
+
+
+def test_every_client_kind_end_to_end(any_client):
+    store = Chroma(collection_name=unique_name(), embedding_function=HashEmbeddings(), client=any_client)
+    ids = list(ANIMALS)
+    store.add_texts([ANIMALS[i][0] for i in ids], metadatas=[ANIMALS[i][1] for i in ids], ids=ids)
+    retriever = ChromaHybridRetriever.from_vectorstore(store, k=2)
+    assert retriever.invoke("parrots imitate speech")[0].id == "a3"
+    store.add_texts(["Hedgehogs eat insects and snails."], ids=["n1"])
+    retriever.refresh()
+    assert retriever.invoke("hedgehogs snails", k=1)[0].id == "n1"
+    assert asyncio.run(retriever.ainvoke("hedgehogs snails"))[0].id == "n1"

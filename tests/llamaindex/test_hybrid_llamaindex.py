@@ -114,3 +114,15 @@ def test_bad_arguments():
         ChromaHybridRetriever.from_vector_store(object())
     with pytest.raises(TypeError, match="ChromaHybridSearch"):
         ChromaHybridRetriever(search=None)
+
+
+def test_every_client_kind_end_to_end(any_client):
+    store = ChromaVectorStore(chroma_collection=any_client.create_collection(unique_name()))
+    nodes = [TextNode(id_=doc_id, text=text, metadata=dict(metadata)) for doc_id, (text, metadata) in ANIMALS.items()]
+    index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=HashEmbedding())
+    retriever = ChromaHybridRetriever.from_index(index, similarity_top_k=2)
+    assert [r.node.node_id for r in retriever.retrieve("parrots imitate speech")][0] == "a3"
+    index.insert_nodes([TextNode(id_="n1", text="Hedgehogs eat insects and snails.")])
+    retriever.refresh()
+    assert retriever.retrieve("hedgehogs snails")[0].node.node_id == "n1"
+    assert asyncio.run(retriever.aretrieve("hedgehogs snails"))[0].node.node_id == "n1"
