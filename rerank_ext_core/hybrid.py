@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,19 @@ class _SyncState:
     initialized: bool = False
     last_id_check: float = 0.0
     last_count_check: float = 0.0
+
+
+def _indexing_progress(collection: Any) -> Any:
+    """A progress bar over the collection's documents, shown only on a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=chroma.call(collection, "counting documents", collection.count),
+        desc=f"BM25 index of {collection.name!r}",
+        unit="doc",
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    )
 
 
 class ChromaHybridSearch:
@@ -205,12 +219,14 @@ class ChromaHybridSearch:
             current: set[str] = set()
             skipped: set[str] = set()
             changed = False
-            for page in chroma.iter_pages(self.collection, include=["documents"], page_size=self.page_size):
-                ids, documents = page["ids"], page["documents"]
-                current.update(ids)
-                before = {doc_id: self.index.hash_of(doc_id) for doc_id in ids}
-                skipped.update(self.index.upsert(ids, documents))
-                changed = changed or any(self.index.hash_of(i) != before[i] for i in ids)
+            with _indexing_progress(self.collection) as bar:
+                for page in chroma.iter_pages(self.collection, include=["documents"], page_size=self.page_size):
+                    ids, documents = page["ids"], page["documents"]
+                    current.update(ids)
+                    before = {doc_id: self.index.hash_of(doc_id) for doc_id in ids}
+                    skipped.update(self.index.upsert(ids, documents))
+                    changed = changed or any(self.index.hash_of(i) != before[i] for i in ids)
+                    bar.update(len(ids))
             removed = self._state.known_ids - current
             self.index.remove(removed)
             changed = changed or bool(removed) or skipped != self._state.skipped_ids
