@@ -1,10 +1,11 @@
 """Evidence for the tokenizer's CJK segmentation, and what each fusion mode does with a weak side.
 
-    HF_HUB_OFFLINE=1 python benchmarks/cjk_segmentation.py [--no-dense]
+    HF_HUB_OFFLINE=1 python benchmarks/cjk_segmentation.py [--no-dense] [--beir DIR ...]
 
 Part 1: BM25 nDCG@10 / MRR@10 on the hand-made Chinese and Japanese sets (benchmarks/cjk_handmade.py)
 for each segmentation. Part 2: MiniLM (English-only) as the dense side on the Chinese set, fused
-with BM25 by each mode and weighting.
+with BM25 by each mode and weighting. Part 3 (``--beir DIR``): BM25 nDCG@10 / MRR@10 / R@10 per
+segmentation on any BEIR-layout folder, e.g. a real Chinese QA retrieval set kept outside the repo.
 """
 
 from __future__ import annotations
@@ -30,10 +31,59 @@ def metrics(run: dict[str, list[str]], gold: dict[str, str]) -> tuple[float, flo
     return ndcg / len(gold), mrr / len(gold)
 
 
+def evaluate_beir(folder: str) -> None:
+    """BM25 quality per segmentation on a BEIR folder (title + text indexed), plus whitespace splitting."""
+    import json
+    from pathlib import Path
+
+    import ir_measures
+    from ir_measures import MRR, R, nDCG
+
+    from rerank_ext_core.bm25 import BM25Index
+    from rerank_ext_core.tokenization import CJK_SEGMENTATIONS, Tokenizer
+
+    root = Path(folder)
+    corpus = [json.loads(line) for line in (root / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    queries = [json.loads(line) for line in (root / "queries.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    qrels = [
+        ir_measures.Qrel(*fields[:2], int(fields[2]))
+        for fields in (line.split("\t") for line in (root / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:] if line.strip())
+    ]
+    texts = [f"{doc.get('title', '')}\n{doc['text']}" for doc in corpus]
+    measures = [nDCG @ 10, MRR @ 10, R @ 10]
+    print(f"Part 3: {folder}: {len(corpus)} documents, {len(queries)} queries")
+    print(f"  {'segmentation':<28}{'nDCG@10':>9}{'MRR@10':>9}{'R@10':>7}")
+
+    class Whitespace(Tokenizer):
+        def tokenize(self, text):
+            return text.lower().split()
+
+        def tokenize_many(self, many):
+            return [self.tokenize(t) for t in many]
+
+    tokenizers = [("whitespace (str.split)", Whitespace(stopwords=None, stemmer=None))]
+    tokenizers += [(mode, Tokenizer(cjk=mode)) for mode in CJK_SEGMENTATIONS]
+    for name, tokenizer in tokenizers:
+        index = BM25Index(tokenizer)
+        index.upsert([doc["_id"] for doc in corpus], texts)
+        run = [
+            ir_measures.ScoredDoc(query["_id"], doc_id, score)
+            for query in queries
+            for doc_id, score in index.search(query["text"], 10)
+        ]
+        result = ir_measures.calc_aggregate(measures, qrels, run)
+        print(f"  {name:<28}{result[nDCG @ 10]:>9.3f}{result[MRR @ 10]:>9.3f}{result[R @ 10]:>7.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--no-dense", action="store_true", help="skip part 2 (needs the MiniLM package)")
+    parser.add_argument("--beir", nargs="*", default=[], help="BEIR folders to evaluate BM25 on (part 3)")
     args = parser.parse_args()
+    for folder in args.beir:
+        evaluate_beir(folder)
+    if args.beir:
+        return
 
     from rerank_ext_core.bm25 import BM25Index
     from rerank_ext_core.tokenization import CJK_SEGMENTATIONS, Tokenizer

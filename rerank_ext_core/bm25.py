@@ -66,7 +66,7 @@ class BM25Index:
     """BM25 over documents identified by string ids, with upsert and remove.
 
     Args:
-        tokenizer: the :class:`Tokenizer` (default: English stopwords, English stemming, jieba).
+        tokenizer: the :class:`Tokenizer` (default: English + Chinese stopwords, English stemming, CJK unigrams + bigrams).
         k1, b, method: BM25 parameters passed to ``bm25s.BM25`` (Lucene variant by default).
         rebuild_ratio: removed-but-still-in-matrix rows tolerated before a rebuild.
 

@@ -122,7 +122,7 @@ class ChromaHybridSearch:
             ``Embeddings``. ``None`` lets Chroma embed with the collection's embedding function.
         async_collection: the same collection opened through chromadb's ``AsyncHttpClient``; when
             given, :meth:`aquery` runs the dense side truly async on it.
-        tokenizer: BM25 tokenizer (default: English + Chinese stopwords, English stemming, jieba).
+        tokenizer: BM25 tokenizer (default: English + Chinese stopwords, English stemming, CJK unigrams + bigrams).
         fusion: ``"dist_based_score"`` (default), ``"relative_score"`` or ``"rrf"``.
         weights: per-side weights, e.g. ``{"dense": 0.5, "sparse": 0.5}`` (default equal).
         rrf_k: the RRF constant (default 60).

@@ -3,9 +3,10 @@
 Whitespace splitting (LangChain's ``BM25Retriever``) keeps ``"pen."`` apart from ``"pen"`` and turns a
 Chinese clause into one token. This tokenizer splits text into runs of word characters and runs of
 CJK characters. Word runs are lowercased, filtered against a stopword list and optionally stemmed
-with PyStemmer. CJK runs are segmented: Chinese (Han-only runs) with jieba's search-mode word
-segmentation by default, Japanese/Korean (runs holding kana or hangul) into overlapping character
-bigrams. ``benchmarks/cjk_segmentation.py`` holds the measurements behind that choice.
+with PyStemmer. CJK runs are segmented: Chinese (Han-only runs) into single characters plus overlapping character
+bigrams by default (jieba's search-mode words on request), Japanese/Korean (runs holding kana or
+hangul) into overlapping character bigrams. ``benchmarks/cjk_segmentation.py`` holds the
+measurements behind that choice (a real Chinese QA set and a hand-made one, see docs/hybrid.md).
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ class Tokenizer:
         stopwords: names of bm25s stopword lists joined with ``+`` (default ``"en+zh"``; ``"en"``,
             ``"zh"``), ``None`` or your own list of words; matched after lowercasing, before stemming.
         stemmer: a PyStemmer language (``"english"``, the default) or ``None``; stems word runs only.
-        cjk: how Chinese runs are segmented: ``"jieba"`` (default, search-mode words),
-            ``"bigram"``, ``"unigram"``, ``"unigram+bigram"`` or ``"none"`` (whole run kept).
+        cjk: how Chinese runs are segmented: ``"unigram+bigram"`` (default: characters and
+            overlapping character pairs, no dictionary), ``"jieba"`` (search-mode words),
+            ``"bigram"``, ``"unigram"`` or ``"none"`` (whole run kept).
             Runs holding kana or hangul always use character bigrams (plus unigrams for one-char
             runs) unless ``cjk`` is ``"unigram"`` or ``"none"``.
         min_word_length: word runs shorter than this are dropped (default 2, as bm25s does); CJK
@@ -93,7 +95,7 @@ class Tokenizer:
         *,
         stopwords: str | Iterable[str] | None = "en+zh",
         stemmer: str | None = "english",
-        cjk: CJKSegmentation = "jieba",
+        cjk: CJKSegmentation = "unigram+bigram",
         min_word_length: int = 2,
     ) -> None:
         if cjk not in CJK_SEGMENTATIONS:
