@@ -112,11 +112,13 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _configure_logging(*, quiet: bool) -> None:
     """Our own INFO lines on stderr; other libraries' loggers stay at WARNING."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     package_logger = logging.getLogger("rerank_ext_core")
-    if not any(isinstance(h, logging.StreamHandler) for h in package_logger.handlers):
-        package_logger.addHandler(handler)
+    for old in [h for h in package_logger.handlers if getattr(h, "_rerank_ext_cli", False)]:
+        package_logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of this call (tests swap it)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    handler._rerank_ext_cli = True  # type: ignore[attr-defined]
+    package_logger.addHandler(handler)
     package_logger.setLevel(logging.WARNING if quiet else logging.INFO)
     package_logger.propagate = False
     logging.getLogger().setLevel(logging.WARNING)
