@@ -1,3 +1,5 @@
 """LangChain document compressors and retrievers built on rerank_ext_core."""
 
-__all__: list[str] = []
+from langchain_rerank_ext.rerankers import ColBERTReranker, CrossEncoderReranker
+
+__all__ = ["ColBERTReranker", "CrossEncoderReranker"]

@@ -1,3 +1,5 @@
 """LlamaIndex node postprocessors and retrievers built on rerank_ext_core."""
 
-__all__: list[str] = []
+from llamaindex_rerank_ext.rerankers import ColBERTReranker, CrossEncoderReranker
+
+__all__ = ["ColBERTReranker", "CrossEncoderReranker"]

@@ -1,0 +1,199 @@
+"""Cross-encoder scoring over sentence-transformers ``CrossEncoder`` or FlagEmbedding ``FlagReranker``.
+
+Both backends return the model's raw logit for each (query, text) pair; this module applies the
+sigmoid itself when ``normalize=True``, so one model gives the same scores on either backend and a
+``score_threshold`` means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from rerank_ext_core._device import resolve_device, resolve_fp16
+from rerank_ext_core._models import resolve_model_path
+from rerank_ext_core._optional import require
+from rerank_ext_core._passages import (
+    LongDocuments,
+    PassageSplitter,
+    check_long_documents,
+    score_max_over_passages,
+)
+from rerank_ext_core._validation import check_choice, check_positive_int
+
+__all__ = [
+    "CROSS_ENCODER_BACKENDS",
+    "CrossEncoderBackend",
+    "CrossEncoderScorer",
+    "DEFAULT_CROSS_ENCODER",
+    "sigmoid",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CROSS_ENCODER = "BAAI/bge-reranker-base"
+CrossEncoderBackend = Literal["auto", "sentence-transformers", "flag"]
+CROSS_ENCODER_BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "flag")
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _pick_backend(backend: str) -> str:
+    check_choice("backend", backend, CROSS_ENCODER_BACKENDS)
+    if backend != "auto":
+        return backend
+    if _installed("sentence_transformers"):
+        return "sentence-transformers"
+    if _installed("FlagEmbedding"):
+        return "flag"
+    msg = (
+        "backend='auto' found neither sentence-transformers nor FlagEmbedding. Install one: "
+        "pip install 'rerank-ext[st]' or pip install 'rerank-ext[flag]'"
+    )
+    raise ImportError(msg)
+
+
+class CrossEncoderScorer:
+    """Scores (query, text) pairs with a cross-encoder such as ``BAAI/bge-reranker-base``.
+
+    The model loads once, here, and the instance is safe to share between threads.
+
+    Args:
+        model: hub id (must already be in the local cache when offline) or local directory.
+        backend: ``"sentence-transformers"``, ``"flag"``, or ``"auto"`` for the first one installed
+            in that order.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None`` picks the best available.
+        batch_size: pairs per forward pass.
+        max_length: tokens per (query, text) pair; longer pairs are truncated or split.
+        normalize: ``True`` gives sigmoid probabilities in (0, 1); ``False`` gives raw logits.
+        use_fp16: half precision; ``None`` means on a GPU only.
+        query_instruction: text prepended to every query (for models trained with one).
+        long_documents: ``"truncate"`` keeps the first ``max_length`` tokens; ``"split"`` scores
+            overlapping passages that fit and keeps each document's best passage score.
+        passage_overlap: tokens shared by consecutive passages when splitting.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_CROSS_ENCODER,
+        *,
+        backend: CrossEncoderBackend = "auto",
+        device: str | None = None,
+        batch_size: int = 32,
+        max_length: int = 512,
+        normalize: bool = True,
+        use_fp16: bool | None = None,
+        query_instruction: str | None = None,
+        long_documents: LongDocuments = "truncate",
+        passage_overlap: int = 64,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.max_length = check_positive_int("max_length", max_length)
+        self.long_documents = check_long_documents(long_documents)
+        self.backend = _pick_backend(backend)
+        self.normalize = bool(normalize)
+        self.query_instruction = query_instruction or ""
+        self.model_name = str(model)
+        self.model_path = resolve_model_path(model, purpose="cross-encoder model")
+        self.device = resolve_device(device)
+        self.use_fp16 = resolve_fp16(use_fp16, self.device)
+        self._lock = threading.Lock()
+        if self.backend == "sentence-transformers":
+            self._model = self._load_sentence_transformers(trust_remote_code)
+            tokenizer = self._model.tokenizer
+        else:
+            self._model = self._load_flag(trust_remote_code)
+            tokenizer = self._model.tokenizer
+        self._tokenizer = tokenizer
+        self._splitter = PassageSplitter(tokenizer, overlap=passage_overlap)
+
+    def _load_sentence_transformers(self, trust_remote_code: bool) -> Any:
+        st = require("sentence_transformers", feature="CrossEncoderScorer(backend='sentence-transformers')", extra="st")
+        model = st.CrossEncoder(
+            self.model_path,
+            device=self.device,
+            max_length=self.max_length,
+            trust_remote_code=trust_remote_code,
+            local_files_only=True,
+        )
+        if model.num_labels != 1:
+            msg = (
+                f"The model {self.model_name!r} has {model.num_labels} output labels; a reranker needs "
+                "one relevance logit per pair. Pass a reranking cross-encoder (num_labels=1)."
+            )
+            raise ValueError(msg)
+        if self.use_fp16:
+            model.half()
+        model.eval()
+        return model
+
+    def _load_flag(self, trust_remote_code: bool) -> Any:
+        flag = require("FlagEmbedding", feature="CrossEncoderScorer(backend='flag')", extra="flag")
+        return flag.FlagReranker(
+            self.model_path,
+            use_fp16=self.use_fp16,
+            devices=self.device,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            trust_remote_code=trust_remote_code,
+            normalize=False,
+        )
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        query = f"{self.query_instruction}{query}"
+        if self.long_documents == "split":
+            budget = (
+                self.max_length
+                - self._splitter.count_tokens(query)
+                - self._tokenizer.num_special_tokens_to_add(pair=True)
+            )
+            return score_max_over_passages(
+                texts,
+                lambda text: self._splitter.split(text, budget),
+                lambda passages: self._score_pairs(query, passages),
+            )
+        return self._score_pairs(query, list(texts))
+
+    def _score_pairs(self, query: str, texts: list[str]) -> list[float]:
+        pairs = [(query, text) for text in texts]
+        with self._lock:
+            logits = self._predict_logits(pairs)
+        scores = sigmoid(logits) if self.normalize else logits
+        return [float(s) for s in scores]
+
+    def _predict_logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        if self.backend == "sentence-transformers":
+            import torch
+
+            logits = self._model.predict(
+                pairs,
+                batch_size=self.batch_size,
+                activation_fn=torch.nn.Identity(),
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            )
+        else:
+            logits = self._model.compute_score(
+                pairs, batch_size=self.batch_size, max_length=self.max_length, normalize=False
+            )
+        return np.asarray(logits, dtype=np.float64).reshape(len(pairs))
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossEncoderScorer(model={self.model_name!r}, backend={self.backend!r}, "
+            f"device={self.device!r}, normalize={self.normalize})"
+        )
