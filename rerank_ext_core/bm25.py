@@ -1,0 +1,295 @@
+"""A BM25 index keyed by document id that can change after it is built.
+
+bm25s scores a static matrix. This index keeps every document's token ids (tokenized once) and
+rebuilds the bm25s matrix from them when a query arrives after documents were added or changed, so
+many writes cost one rebuild and no text is tokenized twice. Removals alone do not force a rebuild:
+removed rows are masked out of the scores until they exceed ``rebuild_ratio`` of the matrix (their
+term statistics then stop being close enough).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rerank_ext_core._optional import require
+from rerank_ext_core.tokenization import Tokenizer
+
+__all__ = ["BM25Index", "content_hash"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT_VERSION = 1
+
+
+def content_hash(text: str) -> str:
+    """The digest stored per document to notice that its text changed."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    scorer: Any  # bm25s.BM25 holding the score matrix
+    row_ids: tuple[str, ...]
+    row_of: dict[str, int]
+    compact_of: np.ndarray  # global token id -> matrix column, -1 when absent
+
+
+class BM25Index:
+    """BM25 over documents identified by string ids, with upsert and remove.
+
+    Args:
+        tokenizer: the :class:`Tokenizer` (default: English stopwords, English stemming, jieba).
+        k1, b, method: BM25 parameters passed to ``bm25s.BM25`` (Lucene variant by default).
+        rebuild_ratio: removed-but-still-in-matrix rows tolerated before a rebuild.
+
+    Thread-safe: writers and readers may run concurrently; a search sees a consistent snapshot.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer | None = None,
+        *,
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "lucene",
+        rebuild_ratio: float = 0.1,
+    ) -> None:
+        self.tokenizer = tokenizer if tokenizer is not None else Tokenizer()
+        self._bm25_params = {"k1": float(k1), "b": float(b), "method": method}
+        self._rebuild_ratio = rebuild_ratio
+        self._lock = threading.RLock()
+        self._vocab: dict[str, int] = {}
+        self._tokens: dict[str, np.ndarray] = {}
+        self._hashes: dict[str, str] = {}
+        self._matrix: _Matrix | None = None
+        self._stale = False  # documents were added or changed since the matrix was built
+        self._removed_rows: set[int] = set()
+        self.rebuilds = 0
+
+    # ---------------------------------------------------------------- contents
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._tokens
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._tokens)
+
+    def hash_of(self, doc_id: str) -> str | None:
+        return self._hashes.get(doc_id)
+
+    def upsert(self, ids: Sequence[str], texts: Sequence[Any]) -> list[str]:
+        """Add or replace documents. Returns the ids skipped because their text is empty or not a
+        string (each logged as a warning); a skipped id that was indexed is removed."""
+        if len(ids) != len(texts):
+            msg = f"upsert got {len(ids)} ids but {len(texts)} texts; pass one text per id."
+            raise ValueError(msg)
+        prepared: list[tuple[str, str, list[str]]] = []
+        skipped: list[str] = []
+        for doc_id, text in zip(ids, texts):
+            if not isinstance(text, str) or not text.strip():
+                kind = "empty" if isinstance(text, str) or text is None else type(text).__name__
+                logger.warning("Document %r skipped by BM25: its content is %s, not text.", doc_id, kind)
+                skipped.append(doc_id)
+                continue
+            digest = content_hash(text)
+            if self._hashes.get(doc_id) == digest:
+                continue
+            prepared.append((doc_id, digest, self.tokenizer.tokenize(text)))
+        with self._lock:
+            if skipped:
+                self._remove_locked(skipped)
+            for doc_id, digest, tokens in prepared:
+                token_ids = [self._vocab.setdefault(token, len(self._vocab)) for token in tokens]
+                if doc_id in self._tokens and self._matrix is not None:
+                    row = self._matrix.row_of.get(doc_id)
+                    if row is not None:
+                        self._removed_rows.add(row)
+                self._tokens[doc_id] = np.asarray(token_ids, dtype=np.int32)
+                self._hashes[doc_id] = digest
+                self._stale = True
+        return skipped
+
+    def remove(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            self._remove_locked(ids)
+
+    def _remove_locked(self, ids: Iterable[str]) -> None:
+        for doc_id in ids:
+            if self._tokens.pop(doc_id, None) is None:
+                continue
+            self._hashes.pop(doc_id, None)
+            if self._matrix is not None and doc_id in self._matrix.row_of:
+                self._removed_rows.add(self._matrix.row_of[doc_id])
+
+    # ----------------------------------------------------------------- search
+    def _current_matrix(self) -> tuple[_Matrix | None, frozenset[int]]:
+        with self._lock:
+            needs_rebuild = self._stale or (
+                self._matrix is not None
+                and len(self._removed_rows) > self._rebuild_ratio * max(len(self._matrix.row_ids), 1)
+            )
+            if needs_rebuild:
+                self._matrix = self._build_locked()
+                self._removed_rows = set()
+                self._stale = False
+            return self._matrix, frozenset(self._removed_rows)
+
+    def _build_locked(self) -> _Matrix | None:
+        bm25s = require("bm25s", feature="BM25 retrieval", extra="bm25")
+        self.rebuilds += 1
+        row_ids = tuple(self._tokens)
+        if not row_ids:
+            return None
+        arrays = [self._tokens[doc_id] for doc_id in row_ids]
+        flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
+        if flat.size == 0:
+            return None
+        used = np.unique(flat)
+        compact_of = np.full(len(self._vocab), -1, dtype=np.int64)
+        compact_of[used] = np.arange(len(used))
+        scorer = bm25s.BM25(**self._bm25_params)
+        corpus_token_ids = [compact_of[array].tolist() for array in arrays]
+        scorer.scores = scorer.build_index_from_ids(
+            unique_token_ids=list(range(len(used))),
+            corpus_token_ids=corpus_token_ids,
+            show_progress=False,
+        )
+        scorer.vocab_dict = {}
+        logger.debug("BM25 matrix built: %d documents, %d terms", len(row_ids), len(used))
+        return _Matrix(
+            scorer=scorer,
+            row_ids=row_ids,
+            row_of={doc_id: row for row, doc_id in enumerate(row_ids)},
+            compact_of=compact_of,
+        )
+
+    def search(
+        self, query: str, k: int, *, allowed_ids: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best (id, BM25 score) pairs, best first; only documents scoring above zero.
+
+        ``k`` larger than the corpus is clamped. ``allowed_ids`` restricts the result (used for
+        Chroma ``where`` filters); ids not in the index are ignored.
+        """
+        if k <= 0:
+            msg = f"k={k} must be a positive number of results."
+            raise ValueError(msg)
+        tokens = self.tokenizer.tokenize(query) if isinstance(query, str) else []
+        matrix, removed_rows = self._current_matrix()
+        if matrix is None or not tokens:
+            return []
+        token_ids = [self._vocab.get(token, -1) for token in tokens]
+        columns = [int(matrix.compact_of[t]) for t in token_ids if 0 <= t < len(matrix.compact_of)]
+        columns = [c for c in columns if c >= 0]
+        if not columns:
+            return []
+        mask = None
+        if allowed_ids is not None:
+            mask = np.zeros(len(matrix.row_ids), dtype=np.float32)
+            rows = [matrix.row_of[i] for i in allowed_ids if i in matrix.row_of]
+            if not rows:
+                return []
+            mask[rows] = 1.0
+        if removed_rows:
+            if mask is None:
+                mask = np.ones(len(matrix.row_ids), dtype=np.float32)
+            mask[list(removed_rows)] = 0.0
+        scores = matrix.scorer.get_scores_from_ids(columns, weight_mask=mask)
+        positive = np.flatnonzero(scores > 0)
+        if positive.size == 0:
+            return []
+        k = min(k, positive.size)
+        if k < positive.size:
+            best = positive[np.argpartition(-scores[positive], k - 1)[:k]]
+        else:
+            best = positive
+        order = best[np.lexsort((best, -scores[best]))]
+        return [(matrix.row_ids[row], float(scores[row])) for row in order]
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> None:
+        """Write the tokenized documents to ``path`` atomically (temporary file, then
+        ``os.replace``): a crash while saving leaves the previous file intact."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            ids = list(self._tokens)
+            arrays = [self._tokens[i] for i in ids]
+            hashes = [self._hashes[i] for i in ids]
+            vocab = [""] * len(self._vocab)
+            for token, token_id in self._vocab.items():
+                vocab[token_id] = token
+        lengths = np.asarray([len(a) for a in arrays], dtype=np.int64)
+        header = {
+            "format": _FORMAT_VERSION,
+            "tokenizer": self.tokenizer.signature,
+            "bm25": self._bm25_params,
+            "extra": extra or {},
+        }
+        fd, tmp_name = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(
+                    handle,
+                    header=np.asarray(json.dumps(header)),
+                    ids=np.asarray(ids, dtype=str),
+                    hashes=np.asarray(hashes, dtype=str),
+                    lengths=lengths,
+                    tokens=np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32),
+                    vocab=np.asarray(vocab, dtype=str),
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        logger.debug("BM25 index saved to %s (%d documents)", path, len(ids))
+
+    def load(self, path: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """Replace the contents with those saved at ``path``. Returns the saved ``extra`` dict, or
+        None (contents unchanged) when the file is missing, unreadable or was written with another
+        tokenizer or BM25 configuration."""
+        path = Path(path)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                if header.get("format") != _FORMAT_VERSION:
+                    logger.info("Ignoring %s: saved in format %s", path, header.get("format"))
+                    return None
+                if header.get("tokenizer") != self.tokenizer.signature or header.get("bm25") != self._bm25_params:
+                    logger.info("Ignoring %s: saved with another tokenizer or BM25 setting", path)
+                    return None
+                ids = data["ids"].tolist()
+                hashes = data["hashes"].tolist()
+                lengths = data["lengths"]
+                flat = data["tokens"].astype(np.int32)
+                vocab = data["vocab"].tolist()
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("Ignoring the unreadable BM25 index %s (%s); it will be rebuilt.", path, exc)
+            return None
+        arrays = np.split(flat, np.cumsum(lengths)[:-1]) if len(ids) else []
+        with self._lock:
+            self._vocab = {token: token_id for token_id, token in enumerate(vocab)}
+            self._tokens = dict(zip(ids, arrays))
+            self._hashes = dict(zip(ids, hashes))
+            self._matrix = None
+            self._removed_rows = set()
+            self._stale = True
+        return header.get("extra", {})

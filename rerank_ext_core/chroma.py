@@ -1,0 +1,209 @@
+"""Chroma access shared by the hybrid engine: paged reads, client kinds, distance spaces, and
+errors that name the server when it cannot be reached.
+
+Nothing here imports chromadb: the functions take the caller's collection object.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "ChromaUnavailableError",
+    "acall",
+    "aget_by_ids",
+    "call",
+    "client_kind",
+    "collection_space",
+    "get_by_ids",
+    "iter_pages",
+    "persist_directory",
+    "server_address",
+    "similarity_from_distance",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 2000
+
+
+class ChromaUnavailableError(ConnectionError):
+    """The Chroma server could not be reached. Nothing needs rebuilding once it is back."""
+
+
+def _settings(collection: Any) -> Any:
+    client = getattr(collection, "_client", None)
+    get_settings = getattr(client, "get_settings", None)
+    return get_settings() if callable(get_settings) else None
+
+
+def client_kind(collection: Any) -> str:
+    """``"http"`` (a Chroma server), ``"persistent"`` or ``"ephemeral"``."""
+    settings = _settings(collection)
+    if settings is None:
+        return "ephemeral"
+    if "fastapi" in str(getattr(settings, "chroma_api_impl", "")).lower() or getattr(
+        settings, "chroma_server_host", None
+    ):
+        return "http"
+    return "persistent" if getattr(settings, "is_persistent", False) else "ephemeral"
+
+
+def server_address(collection: Any) -> str | None:
+    settings = _settings(collection)
+    if settings is None or client_kind(collection) != "http":
+        return None
+    scheme = "https" if getattr(settings, "chroma_server_ssl_enabled", False) else "http"
+    return f"{scheme}://{settings.chroma_server_host}:{settings.chroma_server_http_port}"
+
+
+def persist_directory(collection: Any) -> Path | None:
+    """The folder a PersistentClient keeps its data in, or None for other clients."""
+    settings = _settings(collection)
+    if settings is None or client_kind(collection) != "persistent":
+        return None
+    directory = getattr(settings, "persist_directory", None)
+    return Path(os.fspath(directory)) if directory else None
+
+
+def collection_space(collection: Any) -> str:
+    """The collection's distance space: ``"l2"`` (Chroma's default), ``"cosine"`` or ``"ip"``."""
+    for source in ("configuration", "configuration_json"):
+        config = getattr(collection, source, None)
+        if isinstance(config, dict):
+            hnsw = config.get("hnsw") or {}
+            space = hnsw.get("space") if isinstance(hnsw, dict) else None
+            if space:
+                return str(space)
+    metadata = getattr(collection, "metadata", None) or {}
+    return str(metadata.get("hnsw:space", "l2"))
+
+
+def similarity_from_distance(space: str) -> Callable[[float], float]:
+    """Map Chroma distances to similarities (higher = better). For unit-length embeddings all
+    three spaces give the cosine similarity: cosine/ip ``1 - d``, squared l2 ``1 - d / 2``."""
+    if space == "l2":
+        return lambda distance: 1.0 - distance / 2.0
+    return lambda distance: 1.0 - distance
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    httpx = sys.modules.get("httpx")
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if httpx is not None and isinstance(current, httpx.TransportError):
+            return True
+        if isinstance(current, (ConnectionError, TimeoutError)):
+            return True
+        if "could not connect to a chroma server" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _unavailable(collection: Any, what: str, exc: BaseException) -> ChromaUnavailableError:
+    address = server_address(collection) or "(local client)"
+    msg = (
+        f"The Chroma server at {address} could not be reached while {what} "
+        f"({type(exc).__name__}: {exc}). Check that it is running (chroma run --host ... --port ...) "
+        "and reachable; the next call works once it is back, nothing needs rebuilding."
+    )
+    return ChromaUnavailableError(msg)
+
+
+def call(collection: Any, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``function``; a transport failure becomes :class:`ChromaUnavailableError`."""
+    try:
+        return function(*args, **kwargs)
+    except ChromaUnavailableError:
+        raise
+    except Exception as exc:
+        if _is_transport_error(exc):
+            raise _unavailable(collection, what, exc) from exc
+        raise
+
+
+async def acall(
+    collection: Any, what: str, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T:
+    try:
+        return await function(*args, **kwargs)
+    except ChromaUnavailableError:
+        raise
+    except Exception as exc:
+        if _is_transport_error(exc):
+            raise _unavailable(collection, what, exc) from exc
+        raise
+
+
+def iter_pages(
+    collection: Any,
+    *,
+    include: Sequence[str] = (),
+    where: dict[str, Any] | None = None,
+    where_document: dict[str, Any] | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> Iterator[dict[str, Any]]:
+    """Yield ``collection.get`` results one page at a time (``limit``/``offset``), so a large
+    collection is never read in one request."""
+    offset = 0
+    while True:
+        page = call(
+            collection,
+            "reading the collection",
+            collection.get,
+            where=where,
+            where_document=where_document,
+            limit=page_size,
+            offset=offset,
+            include=list(include),
+        )
+        ids = page["ids"]
+        if ids:
+            yield page
+        if len(ids) < page_size:
+            return
+        offset += page_size
+
+
+def get_by_ids(
+    collection: Any, ids: Sequence[str], *, include: Sequence[str], page_size: int = DEFAULT_PAGE_SIZE
+) -> dict[str, dict[str, Any]]:
+    """``{id: {"document": ..., "metadata": ...}}`` for the ids that exist, read in pages."""
+    records: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), page_size):
+        batch = list(ids[start : start + page_size])
+        page = call(collection, "reading documents", collection.get, ids=batch, include=list(include))
+        _collect(page, include, records)
+    return records
+
+
+def _collect(page: dict[str, Any], include: Sequence[str], records: dict[str, dict[str, Any]]) -> None:
+    documents = page.get("documents") if "documents" in include else None
+    metadatas = page.get("metadatas") if "metadatas" in include else None
+    for position, doc_id in enumerate(page["ids"]):
+        records[doc_id] = {
+            "document": documents[position] if documents is not None else None,
+            "metadata": metadatas[position] if metadatas is not None else None,
+        }
+
+
+async def aget_by_ids(
+    collection: Any, ids: Sequence[str], *, include: Sequence[str], page_size: int = DEFAULT_PAGE_SIZE
+) -> dict[str, dict[str, Any]]:
+    """:func:`get_by_ids` for a chromadb ``AsyncCollection``."""
+    records: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), page_size):
+        batch = list(ids[start : start + page_size])
+        page = await acall(collection, "reading documents", collection.get, ids=batch, include=list(include))
+        _collect(page, include, records)
+    return records
