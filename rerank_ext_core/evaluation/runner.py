@@ -109,7 +109,7 @@ def _dense_vectors(dataset: BeirDataset, encoder, model_dir: str, config: EvalCo
         config.cache_dir or default_cache_dir(),
         model_fingerprint=model_fingerprint(model_dir),
         corpus_sha256=dataset.corpus_sha256,
-        encoding_settings={"max_length": encoder.max_length, "normalize": True, "text": "title text"},
+        encoding_settings={"normalize": True, "text": "title text"},
     )
     vectors = cache.load(dataset.doc_ids)
     info = {"cache_file": str(cache.vectors_path), "cache_hit": vectors is not None, "encode_seconds": 0.0}
@@ -173,7 +173,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
     # Load every reranker before the long encoding, so a wrong path fails in seconds.
     scorers = [(spec, build_scorer(spec)) for spec in config.rerankers]
 
-    encoder = _first_stage.SentenceEncoder(model_dir, batch_size=config.batch_size)
+    encoder = _first_stage.CorpusEncoder(model_dir, batch_size=config.batch_size)
     corpus_vectors, encoding_info = _dense_vectors(dataset, encoder, model_dir, config, progress)
 
     start = time.perf_counter()

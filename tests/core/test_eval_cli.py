@@ -130,13 +130,13 @@ def test_embedding_model_that_does_not_exist(tmp_path, capsys):
 def encode_calls(monkeypatch):
     """Counts how many texts the corpus encoder is asked to encode."""
     calls: list[int] = []
-    original = _first_stage.SentenceEncoder.encode
+    original = _first_stage.CorpusEncoder.encode
 
     def counting_encode(self, texts, **kwargs):
         calls.append(len(texts))
         return original(self, texts, **kwargs)
 
-    monkeypatch.setattr(_first_stage.SentenceEncoder, "encode", counting_encode)
+    monkeypatch.setattr(_first_stage.CorpusEncoder, "encode", counting_encode)
     return calls
 
 
