@@ -26,3 +26,6 @@ def scifact_dir() -> Path:
     if not (SCIFACT_DIR / "corpus.jsonl").exists():
         pytest.skip(f"SciFact not found at {SCIFACT_DIR}")
     return SCIFACT_DIR
+
+
+pytest_plugins = ["tests.hybrid_fixtures"]

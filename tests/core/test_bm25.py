@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+
+from rerank_ext_core.bm25 import BM25Index
+from rerank_ext_core.tokenization import Tokenizer
+
+DOCS = {
+    "d1": "the quick brown fox jumps over the lazy dog",
+    "d2": "a fox is a small wild animal",
+    "d3": "dogs and cats are pets",
+    "d4": "quantum computing uses qubits",
+}
+
+
+@pytest.fixture
+def index() -> BM25Index:
+    idx = BM25Index()
+    idx.upsert(list(DOCS), list(DOCS.values()))
+    return idx
+
+
+def test_ranking_matches_a_hand_check(index):
+    results = index.search("fox", 10)
+    assert [doc_id for doc_id, _ in results] == ["d2", "d1"]  # shorter doc ranks first
+    assert all(score > 0 for _, score in results)
+
+
+def test_scores_equal_bm25s_on_the_same_tokens(index):
+    bm25s = pytest.importorskip("bm25s")
+    tokenizer = Tokenizer()
+    reference = bm25s.BM25()
+    reference.index([tokenizer.tokenize(t) for t in DOCS.values()], show_progress=False)
+    expected = reference.get_scores(tokenizer.tokenize("fox dogs"))
+    ours = dict(index.search("fox dogs", 10))
+    for position, doc_id in enumerate(DOCS):
+        assert ours.get(doc_id, 0.0) == pytest.approx(float(expected[position]), abs=1e-5)
+
+
+def test_k_is_clamped_and_must_be_positive(index):
+    assert len(index.search("fox", 1000)) == 2
+    with pytest.raises(ValueError, match="k=0"):
+        index.search("fox", 0)
+
+
+def test_allowed_ids_filter(index):
+    assert index.search("fox", 10, allowed_ids={"d1", "d3"}) == [("d1", pytest.approx(index.search("fox", 10)[1][1]))]
+    assert index.search("fox", 10, allowed_ids=set()) == []
+    assert index.search("fox", 10, allowed_ids={"nope"}) == []
+
+
+def test_empty_query_and_unknown_words(index):
+    assert index.search("", 5) == []
+    assert index.search("the a", 5) == []  # stopwords only
+    assert index.search("zzzz", 5) == []
+    assert BM25Index().search("fox", 5) == []
+
+
+def test_upsert_replaces_and_remove_masks_without_rebuild():
+    index = BM25Index(rebuild_ratio=0.5)
+    index.upsert(list(DOCS), list(DOCS.values()))
+    index.search("fox", 5)
+    builds = index.rebuilds
+    index.remove(["d2"])
+    assert [i for i, _ in index.search("fox", 5)] == ["d1"]
+    assert index.rebuilds == builds  # a removal is masked, not rebuilt
+    index.upsert(["d3"], ["a fox in the henhouse"])
+    assert [i for i, _ in index.search("fox", 5)] == ["d3", "d1"]
+    assert index.rebuilds == builds + 1
+    assert "d2" not in index and len(index) == 3
+
+
+def test_many_removals_trigger_a_rebuild():
+    idx = BM25Index(rebuild_ratio=0.1)
+    idx.upsert([f"d{i}" for i in range(20)], [f"fox number{i}" for i in range(20)])
+    idx.search("fox", 5)
+    builds = idx.rebuilds
+    idx.remove([f"d{i}" for i in range(5)])
+    results = idx.search("fox", 50)
+    assert idx.rebuilds == builds + 1
+    assert {i for i, _ in results} == {f"d{i}" for i in range(5, 20)}
+
+
+def test_empty_and_non_text_documents_are_skipped_with_a_warning(caplog):
+    idx = BM25Index()
+    with caplog.at_level(logging.WARNING, logger="rerank_ext_core.bm25"):
+        skipped = idx.upsert(["a", "b", "c", "d"], ["fox", "", None, 42])
+    assert skipped == ["b", "c", "d"]
+    assert len(idx) == 1
+    assert sum("skipped" in r.message for r in caplog.records) == 3
+
+
+def test_unchanged_text_is_not_retokenized(index, monkeypatch):
+    def boom(text):
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr(index.tokenizer, "tokenize", boom)
+    index.upsert(["d1"], [DOCS["d1"]])
+
+
+def test_save_and_load_without_retokenizing(index, tmp_path, monkeypatch):
+    path = tmp_path / "idx.npz"
+    index.save(path, extra={"hello": 1})
+    fresh = BM25Index()
+    monkeypatch.setattr(fresh.tokenizer, "tokenize", lambda text: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(fresh.tokenizer, "tokenize", Tokenizer().tokenize)  # queries still tokenize
+    assert fresh.load(path) == {"hello": 1}
+    assert fresh.search("fox", 5) == index.search("fox", 5)
+    assert sorted(fresh.ids()) == sorted(DOCS)
+    assert BM25Index(Tokenizer(stemmer=None)).load(path) is None  # other tokenizer: ignored
+
+
+def test_a_crash_while_saving_keeps_the_previous_file(index, tmp_path, monkeypatch):
+    path = tmp_path / "idx.npz"
+    index.save(path)
+    index.upsert(["d9"], ["new fox"])
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        index.save(path)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    reloaded = BM25Index()
+    assert reloaded.load(path) is not None
+    assert "d9" not in reloaded and len(reloaded) == 4
+
+
+def test_corrupt_file_is_ignored(tmp_path):
+    path = tmp_path / "idx.npz"
+    path.write_bytes(b"not a zip")
+    assert BM25Index().load(path) is None
+
+
+def test_concurrent_writes_and_searches():
+    idx = BM25Index()
+    idx.upsert([f"d{i}" for i in range(50)], [f"fox {i}" for i in range(50)])
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                for doc_id, _ in idx.search("fox", 10):
+                    assert doc_id.startswith(("d", "n"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(100):
+        idx.upsert([f"n{i}"], [f"fox new {i}"])
+        if i % 10 == 0:
+            idx.remove([f"d{i // 10}"])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(idx) == 140
