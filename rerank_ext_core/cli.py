@@ -58,11 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fusion", default=",".join(FUSION_MODES),
                           help=f"comma-separated fusion modes (default: {','.join(FUSION_MODES)})")
     evaluate.add_argument("--rerank-from", default=None,
-                          help="fusion mode whose top-N the rerankers reorder (default: the first --fusion mode)")
+                          help="fusion mode whose top-N the rerankers reorder (default: the library's "
+                               "default, dist_based_score, when evaluated, else the first --fusion mode)")
     evaluate.add_argument("--top-n", type=_positive_int, default=100,
                           help="candidates per query given to each reranker (default: 100)")
     evaluate.add_argument("--k", type=_positive_int, default=100,
                           help="documents retrieved per query by each first stage (default: 100)")
+    evaluate.add_argument("--colbert-cache-mb", type=_positive_int, default=2048,
+                          help="memory for a ColBERT reranker's document vectors (default: 2048)")
     evaluate.add_argument("--max-queries", type=_positive_int, default=None,
                           help="evaluate only the first N judged queries (quick runs)")
     evaluate.add_argument("--batch-size", type=_positive_int, default=32, help="encoding batch size")
@@ -91,6 +94,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             fusion_modes=[mode.strip() for mode in args.fusion.split(",") if mode.strip()],
             rerank_from=args.rerank_from,
             top_n=args.top_n,
+            colbert_cache_megabytes=args.colbert_cache_mb,
             k=args.k,
             cache_dir=args.cache_dir,
             max_queries=args.max_queries,

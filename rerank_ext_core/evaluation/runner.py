@@ -19,6 +19,7 @@ from rerank_ext_core.evaluation.corpus_cache import (
 )
 from rerank_ext_core.evaluation.metrics import evaluate_run, latency_summary
 from rerank_ext_core.evaluation.report import write_outputs
+from rerank_ext_core.hybrid import DEFAULT_FUSION
 from rerank_ext_core.evaluation.stages import (
     RerankerSpec,
     StageResult,
@@ -53,13 +54,25 @@ class EvalConfig:
     rerankers: list[RerankerSpec] = field(default_factory=list)
     fusion_modes: list[str] = field(default_factory=lambda: list(_first_stage.FUSION_MODES))
     rerank_from: str | None = None
-    """The fusion mode whose top-N the rerankers reorder; the first of ``fusion_modes`` by default."""
+    """The fusion mode whose top-N the rerankers reorder; by default the library's default mode
+    (``rerank_ext_core.hybrid.DEFAULT_FUSION``) when evaluated, else the first of ``fusion_modes``."""
+    colbert_cache_megabytes: int = 2048
+    """Document vectors a ColBERT reranker keeps: candidates recur across queries, so a cache the
+    size of the corpus makes each document encode once."""
     top_n: int = 100
     k: int = 100
     cache_dir: Path | None = None
     max_queries: int | None = None
     batch_size: int = 32
     progress: bool | None = None
+
+    @property
+    def rerank_from_mode(self) -> str | None:
+        if self.rerank_from is not None:
+            return self.rerank_from
+        if DEFAULT_FUSION in self.fusion_modes:
+            return DEFAULT_FUSION
+        return self.fusion_modes[0] if self.fusion_modes else None
 
     def validate(self) -> None:
         for name in ("top_n", "k", "batch_size"):
@@ -171,7 +184,10 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
     )
     model_dir = resolve_model_path(config.model or default_embedding_model(), purpose="embedding model")
     # Load every reranker before the long encoding, so a wrong path fails in seconds.
-    scorers = [(spec, build_scorer(spec)) for spec in config.rerankers]
+    scorers = [
+        (spec, build_scorer(spec, **({"cache_megabytes": config.colbert_cache_megabytes} if spec.kind == "colbert" else {})))
+        for spec in config.rerankers
+    ]
 
     encoder = _first_stage.CorpusEncoder(model_dir, batch_size=config.batch_size)
     corpus_vectors, encoding_info = _dense_vectors(dataset, encoder, model_dir, config, progress)
@@ -192,7 +208,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
         summaries.append(_stage_summary(hybrids[mode], dataset, "hybrid"))
 
     if scorers:
-        rerank_from = config.rerank_from or config.fusion_modes[0]
+        rerank_from = config.rerank_from_mode
         text_by_id = dict(zip(dataset.doc_ids, dataset.doc_texts))
         for spec, scorer in scorers:
             stage = rerank_stage(
@@ -212,7 +228,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
             "embedding_model": model_dir,
             "rerankers": [{"kind": spec.kind, "model": spec.model} for spec in config.rerankers],
             "fusion_modes": list(config.fusion_modes),
-            "rerank_from": config.rerank_from or (config.fusion_modes[0] if config.fusion_modes else None),
+            "rerank_from": config.rerank_from_mode,
             "top_n": config.top_n,
             "k": config.k,
             "dense_search": "exact inner product over unit vectors",

@@ -77,6 +77,7 @@ def run_first_stage(
 # --- rerankers ----------------------------------------------------------------------------------
 
 RERANKER_KINDS = ("cross-encoder", "colbert")
+_GENERIC_FOLDERS = {"model", "models", "checkpoint", "final", "snapshot"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ class RerankerSpec:
 
     @property
     def name(self) -> str:
-        label = self.model.rstrip("/").rsplit("/", 1)[-1] or self.model
+        parts = [part for part in self.model.replace("\\", "/").split("/") if part]
+        # A folder named like "model" says nothing: keep its parent's name too.
+        label = "/".join(parts[-2:]) if len(parts) > 1 and parts[-1] in _GENERIC_FOLDERS else parts[-1]
         return f"{self.kind}:{label}"
 
 
