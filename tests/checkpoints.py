@@ -19,6 +19,7 @@ def _tiny_bert_config(**overrides):
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
+        initializer_range=0.2,
     )
     settings.update(overrides)
     return BertConfig(**settings)

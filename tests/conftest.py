@@ -29,3 +29,47 @@ def scifact_dir() -> Path:
 
 
 pytest_plugins = ["tests.hybrid_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def checkpoint_root(tmp_path_factory, minilm_path) -> Path:
+    """Tiny random checkpoints, built once per session (a few MB, seconds)."""
+    from tests import checkpoints
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    checkpoints.build_cross_encoder(minilm_path, root / "cross-encoder")
+    checkpoints.build_stanford_colbert(minilm_path, root / "colbert")
+    checkpoints.build_bge_m3(minilm_path, root / "bge-m3")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_path(checkpoint_root) -> str:
+    return str(checkpoint_root / "cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def colbert_path(checkpoint_root) -> str:
+    return str(checkpoint_root / "colbert")
+
+
+@pytest.fixture(scope="session")
+def bge_m3_path(checkpoint_root) -> str:
+    return str(checkpoint_root / "bge-m3")
+
+
+class KeywordScorer:
+    """Deterministic, torch-free scorer: counts query words in the text. Records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def score(self, query: str, texts):
+        self.calls.append((query, list(texts)))
+        words = query.lower().split()
+        return [float(sum(text.lower().split().count(w) for w in words)) for text in texts]
+
+
+@pytest.fixture
+def keyword_scorer() -> KeywordScorer:
+    return KeywordScorer()
