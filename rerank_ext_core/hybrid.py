@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ class _SyncState:
     skipped_ids: set[str] = field(default_factory=set)
     initialized: bool = False
     last_id_check: float = 0.0
+    last_count_check: float = 0.0
 
 
 def _check_positive_int(name: str, value: Any) -> int:
@@ -119,7 +121,12 @@ class ChromaHybridSearch:
         candidates: how many results each side contributes to the fusion (default 100).
         index_dir: folder for the saved BM25 index. ``"auto"`` (default) saves beside a
             PersistentClient's data and nowhere for other clients; ``None`` never saves.
+        check_interval: seconds between count checks (default 1; 0: every query). Chroma's
+            ``count()`` grows with the collection (about 6 ms at 100k documents), so it is not run
+            on every query by default; deleted documents are dropped at read-back regardless.
         id_check_interval: seconds between id checks when the count is unchanged (0: every query).
+        autosave: rewrite the saved index after every change (atomic, O(corpus) per save); with
+            ``False`` call :meth:`save` yourself, e.g. after a batch of writes.
         page_size: records per ``collection.get`` page.
         bm25_params: passed to :class:`~rerank_ext_core.bm25.BM25Index` (``k1``, ``b``, ``method``).
     """
@@ -136,7 +143,9 @@ class ChromaHybridSearch:
         rrf_k: float = 60,
         candidates: int = 100,
         index_dir: str | os.PathLike[str] | None = "auto",
+        check_interval: float = 1.0,
         id_check_interval: float = 10.0,
+        autosave: bool = True,
         page_size: int = chroma.DEFAULT_PAGE_SIZE,
         bm25_params: Mapping[str, Any] | None = None,
     ) -> None:
@@ -161,15 +170,19 @@ class ChromaHybridSearch:
         fuse({"dense": [], "sparse": []}, mode="rrf", rrf_k=rrf_k)  # validates rrf_k
         self.candidates = _check_positive_int("candidates", candidates)
         self.page_size = _check_positive_int("page_size", page_size)
-        if id_check_interval < 0:
-            msg = f"id_check_interval={id_check_interval} must be >= 0 seconds."
-            raise ValueError(msg)
+        for name, value in (("check_interval", check_interval), ("id_check_interval", id_check_interval)):
+            if not value >= 0:
+                msg = f"{name}={value} must be a number of seconds >= 0."
+                raise ValueError(msg)
+        self.check_interval = float(check_interval)
         self.id_check_interval = float(id_check_interval)
+        self.autosave = autosave
         self.index = BM25Index(tokenizer, **dict(bm25_params or {}))
         self._to_similarity = chroma.similarity_from_distance(chroma.collection_space(collection))
         self.index_path = self._resolve_index_path(index_dir)
         self._lock = threading.RLock()
         self._state = _SyncState()
+        self._executor: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return (
@@ -222,23 +235,32 @@ class ChromaHybridSearch:
         logger.info("Loaded the BM25 index of %r from %s", self.collection.name, self.index_path)
 
     def _save_locked(self) -> None:
-        if self.index_path is None:
+        if self.index_path is None or not self.autosave or not self._state.initialized:
             return
         extra = {"collection_id": str(self.collection.id), "skipped_ids": sorted(self._state.skipped_ids)}
         self.index.save(self.index_path, extra=extra)
 
     def save(self) -> Path | None:
         """Save the BM25 index now (atomically). Returns the file, or None when no place is set."""
+        if self.index_path is None:
+            return None
+        self._sync()
         with self._lock:
-            self._save_locked()
+            extra = {"collection_id": str(self.collection.id), "skipped_ids": sorted(self._state.skipped_ids)}
+            self.index.save(self.index_path, extra=extra)
         return self.index_path
 
     def _sync(self) -> None:
-        """The query-time check: count every time, ids when due or when the count moved."""
+        """The query-time check: the count when ``check_interval`` has passed, the ids when
+        ``id_check_interval`` has passed or the count moved."""
         state = self._state
         if state.initialized:
+            now = time.monotonic()
+            if now - state.last_count_check < self.check_interval:
+                return
+            state.last_count_check = now
             count = chroma.call(self.collection, "counting documents", self.collection.count)
-            due = time.monotonic() - state.last_id_check >= self.id_check_interval
+            due = now - state.last_id_check >= self.id_check_interval
             if count == len(state.known_ids) and not due:
                 return
         with self._lock:
@@ -326,7 +348,7 @@ class ChromaHybridSearch:
     def delete(self, ids: Sequence[str] | None = None, *, where: dict[str, Any] | None = None) -> None:
         """Delete records by id and/or by a ``where`` filter, from Chroma and the BM25 index."""
         if ids is None and where is None:
-            msg = "delete needs ids or where; to empty the collection pass where={} is not allowed either."
+            msg = "delete needs ids=[...] or where={...}; with neither it would have nothing to select."
             raise ValueError(msg)
         targets: set[str] = set(ids or [])
         if where is not None:
@@ -389,6 +411,19 @@ class ChromaHybridSearch:
         distances = result["distances"][0] if result.get("distances") else []
         return [(doc_id, self._to_similarity(float(d))) for doc_id, d in zip(ids, distances)]
 
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rerank-ext-sparse")
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the worker threads (they also stop when the object is garbage-collected)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
     def _dense(self, plan: _Plan) -> list[tuple[str, float]]:
         embedding = self.embedder.embed_query(plan.query) if self.embedder is not None else None
         result = chroma.call(
@@ -428,9 +463,7 @@ class ChromaHybridSearch:
         return self.index.search(plan.query, plan.candidates, allowed_ids=allowed)
 
     def _fuse(self, plan: _Plan, dense, sparse) -> list[FusedResult]:
-        fused = fuse({"dense": dense, "sparse": sparse}, mode=plan.fusion, weights=plan.weights, rrf_k=plan.rrf_k)
-        # Hydrate some extra results so documents deleted since the sparse check can be dropped.
-        return fused[: 2 * plan.k]
+        return fuse({"dense": dense, "sparse": sparse}, mode=plan.fusion, weights=plan.weights, rrf_k=plan.rrf_k)
 
     def _hits(self, plan: _Plan, fused: list[FusedResult], records: Mapping[str, dict[str, Any]]) -> list[HybridHit]:
         hits: list[HybridHit] = []
@@ -446,20 +479,19 @@ class ChromaHybridSearch:
                 stored = self.index.hash_of(result.id)
                 if stored is not None and stored != content_hash(document):
                     changed.append((result.id, document))
-            if len(hits) < plan.k:
-                hits.append(
-                    HybridHit(
-                        id=result.id,
-                        document=document if isinstance(document, str) else "",
-                        metadata=dict(record.get("metadata") or {}),
-                        score=result.score,
-                        fusion=plan.fusion,
-                        dense_score=result.side_scores.get("dense"),
-                        sparse_score=result.side_scores.get("sparse"),
-                        dense_rank=result.side_ranks.get("dense"),
-                        sparse_rank=result.side_ranks.get("sparse"),
-                    )
+            hits.append(
+                HybridHit(
+                    id=result.id,
+                    document=document if isinstance(document, str) else "",
+                    metadata=dict(record.get("metadata") or {}),
+                    score=result.score,
+                    fusion=plan.fusion,
+                    dense_score=result.side_scores.get("dense"),
+                    sparse_score=result.side_scores.get("sparse"),
+                    dense_rank=result.side_ranks.get("dense"),
+                    sparse_rank=result.side_ranks.get("sparse"),
                 )
+            )
         if missing or changed:
             with self._lock:
                 self.index.remove(missing)
@@ -490,15 +522,27 @@ class ChromaHybridSearch:
         plan = self._plan(query, k, where, where_document, fusion, weights, rrf_k, candidates)
         if plan is None:
             return []
-        sparse = self._sparse(plan)
-        dense = self._dense(plan)
+        # The sparse side (with its collection check) runs in a worker thread while this thread
+        # runs the dense query: Chroma's calls release the GIL.
+        sparse_future = self._pool().submit(self._sparse, plan)
+        try:
+            dense = self._dense(plan)
+        finally:
+            sparse = sparse_future.result()
         fused = self._fuse(plan, dense, sparse)
-        if not fused:
-            return []
-        records = chroma.get_by_ids(
-            self.collection, [r.id for r in fused], include=["documents", "metadatas"], page_size=self.page_size
-        )
-        return self._hits(plan, fused, records)
+        hits: list[HybridHit] = []
+        start = 0
+        # Read the best results back from Chroma; ids that no longer exist are dropped and the
+        # next ones read, so a deleted document is never returned.
+        while len(hits) < plan.k and start < len(fused):
+            window = fused[start : start + plan.k - len(hits)]
+            records = chroma.get_by_ids(
+                self.collection, [r.id for r in window], include=["documents", "metadatas"],
+                page_size=self.page_size,
+            )
+            hits.extend(self._hits(plan, window, records))
+            start += len(window)
+        return hits
 
     async def aquery(
         self,
@@ -519,17 +563,21 @@ class ChromaHybridSearch:
             return []
         dense, sparse = await asyncio.gather(self._adense(plan), asyncio.to_thread(self._sparse, plan))
         fused = self._fuse(plan, dense, sparse)
-        if not fused:
-            return []
-        ids = [r.id for r in fused]
-        if self.async_collection is not None:
-            records = await chroma.aget_by_ids(
-                self.async_collection, ids, include=["documents", "metadatas"], page_size=self.page_size
-            )
-        else:
-            records = await asyncio.to_thread(
-                chroma.get_by_ids, self.collection, ids, include=["documents", "metadatas"],
-                page_size=self.page_size,
-            )
-        return self._hits(plan, fused, records)
+        hits: list[HybridHit] = []
+        start = 0
+        while len(hits) < plan.k and start < len(fused):
+            window = fused[start : start + plan.k - len(hits)]
+            ids = [r.id for r in window]
+            if self.async_collection is not None:
+                records = await chroma.aget_by_ids(
+                    self.async_collection, ids, include=["documents", "metadatas"], page_size=self.page_size
+                )
+            else:
+                records = await asyncio.to_thread(
+                    chroma.get_by_ids, self.collection, ids, include=["documents", "metadatas"],
+                    page_size=self.page_size,
+                )
+            hits.extend(self._hits(plan, window, records))
+            start += len(window)
+        return hits
 

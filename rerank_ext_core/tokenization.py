@@ -29,8 +29,10 @@ _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _KANA = r"\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
 _HANGUL = r"\uac00-\ud7af\u1100-\u11ff\u3130-\u318f"
 _CJK_RUN = f"[{_HAN}{_KANA}{_HANGUL}\u30fc]+"
-_WORD_RUN = rf"[^\W{_HAN}{_KANA}{_HANGUL}\u30fc]+"
+_WORD_RUN = rf"[^\W_{_HAN}{_KANA}{_HANGUL}\u30fc]+"
 _RUN_PATTERN = re.compile(f"({_CJK_RUN})|({_WORD_RUN})")
+_WORD_PATTERN = re.compile(_WORD_RUN)
+_CJK_CHAR = re.compile(f"[{_HAN}{_KANA}{_HANGUL}\u30fc]")
 _KANA_OR_HANGUL = re.compile(f"[{_KANA}{_HANGUL}]")
 
 _jieba_lock = threading.Lock()
@@ -163,12 +165,15 @@ class Tokenizer:
     def tokenize(self, text: str) -> list[str]:
         """Return the tokens of one text, in order (repeats kept: BM25 counts them)."""
         text = unicodedata.normalize("NFKC", text).lower()
+        if not _CJK_CHAR.search(text):
+            minimum, stopwords = self._min_word_length, self._stopwords
+            words = [w for w in _WORD_PATTERN.findall(text) if len(w) >= minimum and w not in stopwords]
+            return self._stem_words(words) if self._stemmer_language is not None and words else words
         tokens: list[str] = []
         word_positions: list[int] = []
         for match in _RUN_PATTERN.finditer(text):
             cjk_run, word = match.group(1), match.group(2)
             if word is not None:
-                word = word.strip("_")
                 if len(word) >= self._min_word_length and word not in self._stopwords:
                     word_positions.append(len(tokens))
                     tokens.append(word)

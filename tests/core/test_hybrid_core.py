@@ -16,7 +16,7 @@ chromadb = pytest.importorskip("chromadb")
 @pytest.fixture
 def search(ephemeral_collection, embedder) -> ChromaHybridSearch:
     fill(ephemeral_collection, embedder)
-    return ChromaHybridSearch(ephemeral_collection, embedder=embedder, id_check_interval=0)
+    return ChromaHybridSearch(ephemeral_collection, embedder=embedder, check_interval=0, id_check_interval=0)
 
 
 def ids(hits):
@@ -137,7 +137,7 @@ def test_documents_without_text_are_skipped_with_a_warning(ephemeral_collection,
     ephemeral_collection.add(ids=["e1", "e2"], embeddings=embedder.embed_documents(["dogs", "dogs"]),
                              documents=["", None] if False else ["", "  "])
     ephemeral_collection.add(ids=["e3"], embeddings=embedder.embed_documents(["dogs"]))
-    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, id_check_interval=0)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, check_interval=0, id_check_interval=0)
     with caplog.at_level(logging.WARNING, logger="rerank_ext_core.bm25"):
         hits = search.query("dogs", k=20)
     assert {"e1", "e2", "e3"} <= set(ids(hits))  # still found by the dense side
@@ -239,3 +239,30 @@ def test_aquery_runs_dense_and_sparse_concurrently(search):
     assert hits[0].id == "a2" and hits[0].sparse_rank == 1
     assert elapsed < 2 * delay  # sequential would take at least 0.6 s
     assert ids(asyncio.run(search.aquery("", k=2))) == []
+
+
+def test_autosave_off_saves_only_on_request(ephemeral_collection, embedder, tmp_path):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, index_dir=tmp_path, autosave=False)
+    search.add(["n1"], ["Hedgehogs eat snails."])
+    assert search.query("hedgehogs", k=1)[0].id == "n1"
+    assert list(tmp_path.iterdir()) == []
+    path = search.save()
+    assert path is not None and path.exists()
+    reloaded = ChromaHybridSearch(ephemeral_collection, embedder=embedder, index_dir=tmp_path)
+    reloaded._sync()
+    assert "n1" in reloaded.index and reloaded.index.rebuilds == 0
+    with pytest.raises(ValueError, match="ids=\\[...\\] or where"):
+        search.delete()
+
+
+def test_check_interval_throttles_the_count_and_refresh_forces(ephemeral_collection, embedder):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, check_interval=3600)
+    search.query("dogs", k=1)
+    ephemeral_collection.add(ids=["x"], documents=["Quokkas smile."], embeddings=embedder.embed_documents(["q"]))
+    assert search.query("quokkas", k=1)[0].sparse_rank is None  # not checked yet
+    search.refresh()
+    assert search.query("quokkas", k=1)[0].sparse_rank == 1
+    with pytest.raises(ValueError, match="check_interval=-1"):
+        ChromaHybridSearch(ephemeral_collection, check_interval=-1)

@@ -25,7 +25,7 @@ def server_collection(http_client, embedder):
 def test_http_client_hybrid_and_external_writes(server_collection, embedder, chroma_server):
     assert client_kind(server_collection) == "http"
     assert server_address(server_collection) == chroma_server.url
-    search = ChromaHybridSearch(server_collection, embedder=embedder, id_check_interval=0)
+    search = ChromaHybridSearch(server_collection, embedder=embedder, check_interval=0, id_check_interval=0)
     assert search.index_path is None
     assert search.query("dogs walks", k=1)[0].id == "a2"
     other = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
@@ -67,7 +67,7 @@ def test_async_collection_as_main_collection_is_rejected(server_collection, chro
 
 
 def test_server_down_gives_a_clear_error_and_recovers(server_collection, embedder, chroma_server):
-    search = ChromaHybridSearch(server_collection, embedder=embedder, id_check_interval=0)
+    search = ChromaHybridSearch(server_collection, embedder=embedder, check_interval=0, id_check_interval=0)
     assert search.query("dogs", k=1)[0].id == "a2"
     chroma_server.stop()
     try:

@@ -71,7 +71,7 @@ def test_from_vectorstore_documents_carry_ids_and_scores(store):
 
 def test_follows_writes_made_through_langchain_chroma(store):
     store.add_texts(["Cats purr."], ids=["c"])
-    retriever = ChromaHybridRetriever.from_vectorstore(store, k=1, id_check_interval=0)
+    retriever = ChromaHybridRetriever.from_vectorstore(store, k=1, check_interval=0, id_check_interval=0)
     assert retriever.invoke("cats")[0].id == "c"
     store.add_texts(["Okapis live in the Congo rainforest."], ids=["o"])
     top = retriever.invoke("okapis congo")[0]
@@ -109,3 +109,27 @@ def test_returned_metadata_is_a_copy():
     first.metadata["topic"] = "changed"
     assert retriever.invoke("parrots")[0].metadata["topic"] == "animals"
     assert isinstance(first, Document)
+
+
+def test_chains_with_our_reranker_in_contextual_compression_and_lcel(minilm_path, tmp_path):
+    pytest.importorskip("torch")
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+
+    from langchain_rerank_ext import CrossEncoderReranker
+    from tests.checkpoints import build_cross_encoder
+
+    checkpoint = build_cross_encoder(minilm_path, tmp_path / "ce")
+    reranker = CrossEncoderReranker(model=str(checkpoint), top_n=2, keep_retrieval_score=True)
+    retriever = ChromaHybridRetriever(search=_search(), k=5)
+    compression = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=retriever)
+    docs = compression.invoke("animals dogs cats parrots")
+    assert len(docs) == 2
+    candidates = {d.id for d in retriever.invoke("animals dogs cats parrots")}
+    for doc in docs:
+        assert doc.id in candidates
+        assert "relevance_score" in doc.metadata and "hybrid_score" in doc.metadata
+        assert "dense_score" in doc.metadata
+    chain = retriever | RunnableLambda(
+        lambda documents: reranker.compress_documents(documents, "animals dogs cats parrots")
+    )
+    assert [d.id for d in chain.invoke("animals dogs cats parrots")] == [d.id for d in docs]

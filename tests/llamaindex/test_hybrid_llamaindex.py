@@ -88,7 +88,7 @@ def test_plain_chroma_records_become_text_nodes(embedder):
 
 def test_follows_inserts_and_deletes_made_through_llamaindex(llama_index_over_chroma):
     index, _, _ = llama_index_over_chroma
-    retriever = ChromaHybridRetriever.from_index(index, similarity_top_k=1, id_check_interval=0)
+    retriever = ChromaHybridRetriever.from_index(index, similarity_top_k=1, check_interval=0, id_check_interval=0)
     retriever.retrieve("dogs")
     index.insert_nodes([TextNode(id_="n1", text="Narwhals have a spiral tusk.")])
     top = retriever.retrieve("narwhals spiral tusk")[0]
