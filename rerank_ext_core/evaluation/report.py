@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 from rerank_ext_core._optional import require
@@ -36,6 +37,12 @@ def markdown_table(results: dict) -> str:
         "",
         f"{dataset['queries_evaluated']} queries evaluated over {dataset['documents']} documents "
         f"({dataset['queries_without_qrels']} queries skipped: no relevance judgment). "
+        + (
+            f"Rerankers reorder the top {results['config']['top_n']} of "
+            f"hybrid:{results['config']['rerank_from']}. "
+            if results["config"]["rerankers"] else ""
+        )
+        + 
         f"Embedding model: `{results['config']['embedding_model']}`.",
     ]
     return "\n".join(lines) + "\n"
@@ -47,7 +54,7 @@ def draw_chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg", force=True)
     pyplot = require("matplotlib.pyplot", feature="the evaluation chart", extra="eval")
     stages = results["stages"]
-    names = [stage["name"] for stage in stages]
+    names = [textwrap.fill(stage["name"], 30) for stage in stages]
     positions = list(range(len(stages)))
     figure, (quality_axes, latency_axes) = pyplot.subplots(
         1, 2, figsize=(12, 0.55 * len(stages) + 2.2), sharey=True

@@ -212,7 +212,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
         text_by_id = dict(zip(dataset.doc_ids, dataset.doc_texts))
         for spec, scorer in scorers:
             stage = rerank_stage(
-                f"{spec.name} (hybrid:{rerank_from} top-{config.top_n})",
+                f"{spec.name} over top-{config.top_n}",
                 scorer,
                 dataset.queries,
                 hybrids[rerank_from],
