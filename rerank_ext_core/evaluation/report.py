@@ -42,8 +42,7 @@ def markdown_table(results: dict) -> str:
             f"hybrid:{results['config']['rerank_from']}. "
             if results["config"]["rerankers"] else ""
         )
-        + 
-        f"Embedding model: `{results['config']['embedding_model']}`.",
+        + f"Embedding model: `{results['config']['embedding_model']}`.",
     ]
     return "\n".join(lines) + "\n"
 
