@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 __all__ = ["build_parser", "main"]
@@ -114,26 +115,31 @@ def _run_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _configure_logging(*, quiet: bool) -> None:
-    """Our own INFO lines on stderr; other libraries' loggers stay at WARNING."""
+@contextlib.contextmanager
+def _logging_to_stderr(*, quiet: bool) -> Iterator[None]:
+    """Our own INFO lines on stderr while a command runs; the logger is restored afterwards, so
+    calling ``main()`` from Python (or a test) leaves no handler bound to a closed stream."""
     package_logger = logging.getLogger("rerank_ext_core")
-    for old in [h for h in package_logger.handlers if getattr(h, "_rerank_ext_cli", False)]:
-        package_logger.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)  # the stderr of this call (tests swap it)
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    handler._rerank_ext_cli = True  # type: ignore[attr-defined]
+    saved = (package_logger.level, package_logger.propagate)
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.WARNING if quiet else logging.INFO)
     package_logger.propagate = False
-    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(saved[0])
+        package_logger.propagate = saved[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(quiet=getattr(args, "quiet", False))
     if args.command == "eval":
-        return _run_eval(args)
+        with _logging_to_stderr(quiet=args.quiet):
+            return _run_eval(args)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_BAD_INPUT
 

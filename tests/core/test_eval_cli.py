@@ -176,3 +176,12 @@ def test_outputs_counts_and_the_encoding_cache(tmp_path, minilm_path, encode_cal
     third = run_evaluation(config)
     assert encode_calls == [len(CORPUS), len(CORPUS) + 1]
     assert third.results["encoding"]["cache_hit"] is False
+
+
+def test_the_command_leaves_logging_as_it_found_it(tmp_path, capsys):
+    import logging
+
+    package_logger = logging.getLogger("rerank_ext_core")
+    before = (list(package_logger.handlers), package_logger.level, package_logger.propagate)
+    run_cli(capsys, str(tmp_path / "nowhere"))
+    assert (list(package_logger.handlers), package_logger.level, package_logger.propagate) == before
