@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-import os
 import sys
 from pathlib import Path
 
@@ -16,54 +12,43 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DEFAULT_SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
-CACHE_DIR = Path(os.environ.get("RERANK_EXT_CACHE", Path.home() / ".cache" / "rerank_ext"))
 
 
 def load_scifact(directory: Path = DEFAULT_SCIFACT, split: str = "test"):
-    corpus = {}
-    with open(directory / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            corpus[record["_id"]] = (record.get("title", "") + " " + record.get("text", "")).strip()
-    queries_all = {}
-    with open(directory / "queries.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            queries_all[record["_id"]] = record["text"]
-    qrels: dict[str, dict[str, int]] = {}
+    """``(corpus {id: title + text}, queries {id: text} with judgments, qrels)`` via the eval loader."""
+    from rerank_ext_core.evaluation.beir import load_beir
+
     name = "qrels.tsv" if split == "test" else f"qrels_{split}.tsv"
-    with open(directory / name, encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        for row in reader:
-            if row[0] in ("query-id", "query_id"):
-                continue
-            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-    queries = {qid: queries_all[qid] for qid in qrels if qid in queries_all}
-    return corpus, queries, qrels
+    queries_file = "queries.jsonl" if split == "test" else f"queries_{split}.jsonl"
+    data = load_beir(directory, queries_file=Path(directory) / queries_file, qrels_file=Path(directory) / name)
+    return dict(zip(data.doc_ids, data.doc_texts)), data.queries, data.qrels
 
 
 def ndcg_at_10(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
-    total = 0.0
-    for qid, relevant in qrels.items():
-        ranked = run.get(qid, [])[:10]
-        dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked))
-        ideal = sorted(relevant.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-        total += dcg / idcg if idcg else 0.0
-    return total / len(qrels)
+    """nDCG@10 of ``{query_id: [doc_id, best first]}`` through the eval command's ir-measures path."""
+    from rerank_ext_core.evaluation.metrics import evaluate_run
+
+    return evaluate_run(qrels, run)[0]["nDCG@10"]
 
 
 def embed_cached(embedder, texts: list[str], name: str) -> np.ndarray:
-    """Embeddings of ``texts``, cached under ``name`` (keyed by the texts' digest)."""
+    """Embeddings of ``texts`` by ``embedder`` (a SentenceTransformerEmbedder), kept in the same
+    on-disk cache as ``rerank-ext eval`` (keyed by the model's files and the texts)."""
     import hashlib
 
-    digest = hashlib.sha1("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
-    path = CACHE_DIR / f"{name}-{digest}.npy"
-    if path.exists():
-        return np.load(path)
-    vectors = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
+    from rerank_ext_core.evaluation.corpus_cache import CorpusEmbeddingCache, default_cache_dir, model_fingerprint
+
+    cache = CorpusEmbeddingCache.for_corpus(
+        default_cache_dir(),
+        model_fingerprint=model_fingerprint(embedder.model_path),
+        corpus_sha256=hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest(),
+        encoding_settings={"normalize": embedder.normalize, "texts": name},
+    )
+    ids = [str(position) for position in range(len(texts))]
+    vectors = cache.load(ids)
+    if vectors is None:
+        vectors = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
+        cache.save(ids, vectors, description={"texts": name})
     return vectors
 
 

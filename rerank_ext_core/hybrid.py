@@ -230,7 +230,8 @@ class ChromaHybridSearch:
             removed = self._state.known_ids - current
             self.index.remove(removed)
             changed = changed or bool(removed) or skipped != self._state.skipped_ids
-            self._state = _SyncState(current, skipped, True, time.monotonic())
+            now = time.monotonic()
+            self._state = _SyncState(current, skipped, True, last_id_check=now, last_count_check=now)
             if changed:
                 self._save_locked()
 
@@ -297,7 +298,8 @@ class ChromaHybridSearch:
             skipped |= set(self.index.upsert(found, [records[i]["document"] for i in found]))
             current -= set(added) - set(found)
         self.index.remove(removed)
-        self._state = _SyncState(current, skipped, True, time.monotonic())
+        now = time.monotonic()
+        self._state = _SyncState(current, skipped, True, last_id_check=now, last_count_check=now)
         if added or removed:
             logger.info(
                 "Collection %r changed outside this index: %d added, %d removed",

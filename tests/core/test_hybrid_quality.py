@@ -1,5 +1,5 @@
 """Quality on SciFact with the real MiniLM encoder (slow: embeds the corpus once, cached on disk
-under $RERANK_EXT_CACHE or ~/.cache/rerank_ext)."""
+in the same cache as rerank-ext eval: $RERANK_EXT_CACHE or ~/.cache/rerank-ext)."""
 
 from __future__ import annotations
 
