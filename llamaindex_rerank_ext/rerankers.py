@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from llama_index.core.bridge.pydantic import ConfigDict
+from llama_index.core.bridge.pydantic import ConfigDict, Field
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -39,6 +39,14 @@ def _reranked_node(original: NodeWithScore, score: float, keep_retrieval_score: 
 class _RerankPostprocessor(RerankerFields, BaseNodePostprocessor):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.NONE,
+        description=(
+            "What of the node the model reads: NONE (the text alone, as LangChain's page_content, so "
+            "both adapters score alike), or EMBED / LLM / ALL to include metadata."
+        ),
+    )
+
     def _postprocess_nodes(
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
     ) -> List[NodeWithScore]:
@@ -61,7 +69,7 @@ class _RerankPostprocessor(RerankerFields, BaseNodePostprocessor):
                     EventPayload.TOP_K: self.top_n,
                 },
             ) as event:
-                texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+                texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
                 ranked: list[RankedText] = self._rank(query_bundle.query_str, texts)
                 reranked = [_reranked_node(nodes[r.index], r.score, self.keep_retrieval_score) for r in ranked]
                 event.on_end(payload={EventPayload.NODES: reranked})

@@ -65,12 +65,21 @@ def test_order_and_scores_come_from_the_scorer(request, reranker_name):
     reranker = request.getfixturevalue(reranker_name)
     nodes = make_nodes()
     out = reranker.postprocess_nodes(nodes, query_str=QUERY)
-    seen_texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-    assert "source: 1" in seen_texts[1]  # metadata is part of what the model reads, as in LlamaIndex
-    expected = sorted(zip(reranker.scorer.score(QUERY, seen_texts), range(len(TEXTS))), key=lambda p: (-p[0], p[1]))
+    expected = sorted(zip(reranker.scorer.score(QUERY, TEXTS), range(len(TEXTS))), key=lambda p: (-p[0], p[1]))
     expected = expected[: reranker.top_n] if reranker.top_n else expected
     assert [n.node.node_id for n in out] == [f"n{i}" for _, i in expected]
     assert [n.score for n in out] == pytest.approx([s for s, _ in expected])
+
+
+def test_metadata_mode_decides_what_the_model_reads(cross_encoder_path):
+    reranker = CrossEncoderReranker(model=cross_encoder_path, metadata_mode=MetadataMode.EMBED)
+    nodes = make_nodes()
+    seen_texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+    assert "source: 1" in seen_texts[1]
+    out = reranker.postprocess_nodes(nodes, query_str=QUERY)
+    expected = sorted(reranker.scorer.score(QUERY, seen_texts), reverse=True)
+    assert [n.score for n in out] == pytest.approx(expected)
+    assert [n.score for n in out] != pytest.approx(sorted(reranker.scorer.score(QUERY, TEXTS), reverse=True))
 
 
 def test_callers_nodes_are_not_mutated_and_retrieval_score_is_kept(cross_encoder):
