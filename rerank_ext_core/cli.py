@@ -20,7 +20,9 @@ EXIT_MISSING = 3
 
 def _emit(text: str, *, error: bool = False) -> None:
     """The one place the command line writes for the user: results to stdout, problems to stderr."""
-    print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    stream = sys.stderr if error else sys.stdout
+    stream.write(f"{text}\n")
+    stream.flush()
 
 
 def _positive_int(value: str) -> int:
