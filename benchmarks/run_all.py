@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 QUICK_ARGS = {
     "bench_rerank.py": ["--queries", "3", "--bert-queries", "1", "--memory-for", "minilm-l6"],
     "bench_colbert.py": ["--queries", "3"],
+    "bench_overhead.py": ["--queries", "1"],
 }
 
 
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     sections: list[str] = []
     commands: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rerank-ext-bench-") as tmp:
-        for name in ("bench_rerank.py", "bench_colbert.py", "bench_hybrid.py"):
+        for name in ("bench_overhead.py", "bench_rerank.py", "bench_colbert.py", "bench_hybrid.py"):
             script = HERE / name
             if not script.exists():
                 sections += [f"## {name}", "", "(not present in this checkout)", ""]
