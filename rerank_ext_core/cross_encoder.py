@@ -7,7 +7,6 @@ sigmoid itself when ``normalize=True``, so one model gives the same scores on ei
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import threading
@@ -19,7 +18,7 @@ import numpy as np
 
 from rerank_ext_core._device import resolve_device, resolve_fp16
 from rerank_ext_core._models import resolve_model_path
-from rerank_ext_core._optional import require
+from rerank_ext_core._optional import first_loadable, require
 from rerank_ext_core._passages import (
     LongDocuments,
     PassageSplitter,
@@ -47,23 +46,18 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+# backend="auto" tries these in order: (backend, module, extra).
+AUTO_BACKEND_ORDER: tuple[tuple[str, str, str], ...] = (
+    ("sentence-transformers", "sentence_transformers", "st"),
+    ("flag", "FlagEmbedding", "flag"),
+)
 
 
 def _pick_backend(backend: str) -> str:
     check_choice("backend", backend, CROSS_ENCODER_BACKENDS)
     if backend != "auto":
         return backend
-    if _installed("sentence_transformers"):
-        return "sentence-transformers"
-    if _installed("FlagEmbedding"):
-        return "flag"
-    msg = (
-        "backend='auto' found neither sentence-transformers nor FlagEmbedding. Install one: "
-        "pip install 'rerank-ext[st]' or pip install 'rerank-ext[flag]'"
-    )
-    raise ImportError(msg)
+    return first_loadable(AUTO_BACKEND_ORDER, feature="CrossEncoderScorer")[0]
 
 
 def model_token_limit(model_dir: str) -> int | None:
@@ -112,6 +106,7 @@ class CrossEncoderScorer:
         long_documents: ``"truncate"`` keeps the first ``max_length`` tokens; ``"split"`` scores
             overlapping passages that fit and keeps each document's best passage score.
         passage_overlap: tokens shared by consecutive passages when splitting.
+        trust_remote_code: allow custom model code from the checkpoint.
     """
 
     def __init__(

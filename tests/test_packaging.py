@@ -18,8 +18,8 @@ HEAVY = ["torch", "transformers", "sentence_transformers", "FlagEmbedding", "chr
 ADAPTER_EXPORTS = ["ChromaHybridRetriever", "ColBERTReranker", "CrossEncoderReranker"]
 EXPECTED_EXPORTS = {
     "rerank_ext_core": [
-        "BM25Index", "ChromaHybridSearch", "ChromaUnavailableError", "ColBERTScorer", "CrossEncoderScorer",
-        "FUSION_MODES", "FusedResult", "HybridHit", "ModelNotFoundError", "RankedText", "Scorer",
+        "BM25Index", "ChromaEmbeddingFunction", "ChromaHybridSearch", "ChromaUnavailableError", "ColBERTScorer", "CrossEncoderScorer",
+        "FUSION_MODES", "FusedResult", "HybridHit", "ModelNotFoundError", "QueryOptions", "RankedText", "Scorer",
         "SentenceTransformerEmbedder", "TextEmbedder", "Tokenizer", "distribution_based_score_fusion",
         "fuse", "maxsim_scores", "reciprocal_rank_fusion", "relative_score_fusion", "rerank",
     ],
@@ -62,7 +62,7 @@ def _named_extras() -> set[str]:
             names.update(re.findall(r"rerank-ext\[([\w,-]+)\]", source))
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "require":
-                    names.update(k.value.value for k in node.keywords if k.arg == "extra")
+                    names.update(k.value.value for k in node.keywords if k.arg == "extra" and isinstance(k.value, ast.Constant))
     return {name for group in names for name in group.split(",")}
 
 
