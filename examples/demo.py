@@ -44,9 +44,13 @@ def open_collection(chunks: list[Chunk], embedder, cache_dir: Path, model: str):
     import chromadb
     from chromadb.config import Settings
 
+    from rerank_ext_core.embedding import ChromaEmbeddingFunction
+
     client = chromadb.PersistentClient(path=str(cache_dir / "chroma"), settings=Settings(anonymized_telemetry=False))
     name = "demo_" + corpus_fingerprint(chunks, model)
-    collection = client.get_or_create_collection(name, embedding_function=embedder, metadata={"hnsw:space": "cosine"})
+    collection = client.get_or_create_collection(
+        name, embedding_function=ChromaEmbeddingFunction(embedder), metadata={"hnsw:space": "cosine"}
+    )
     if collection.count() != len(chunks):
         from rerank_ext_core.hybrid import ChromaHybridSearch
 

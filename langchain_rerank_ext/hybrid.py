@@ -8,16 +8,21 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from rerank_ext_core.fusion import validate_fusion_mode
-from rerank_ext_core.hybrid import SIDES, ChromaHybridSearch, HybridHit
+from rerank_ext_core._validation import check_positive_int
+from rerank_ext_core.hybrid import ChromaHybridSearch, HybridHit, QueryOptions
 
 __all__ = ["ChromaHybridRetriever"]
 
+# Where LangChain keeps a result's score (what a compressor such as our CrossEncoderReranker
+# reads as the first-stage score and moves to "retrieval_score").
+RELEVANCE_SCORE_KEY = "relevance_score"
+
 
 def _document_from_hit(hit: HybridHit) -> Document:
-    return Document(id=hit.id, page_content=hit.document, metadata={**hit.metadata, **hit.score_metadata()})
+    metadata = {**hit.metadata, **hit.score_metadata(), RELEVANCE_SCORE_KEY: hit.score}
+    return Document(id=hit.id, page_content=hit.document, metadata=metadata)
 
 
 class ChromaHybridRetriever(BaseRetriever):
@@ -33,26 +38,21 @@ class ChromaHybridRetriever(BaseRetriever):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     search: ChromaHybridSearch = Field(description="The core hybrid engine over one collection.")
-    k: int = Field(default=4, gt=0, description="How many documents to return.")
+    # strict: no coercion before the core's checks, so both adapters refuse the same values.
+    k: int = Field(default=4, strict=True, description="How many documents to return.")
     where: dict[str, Any] | None = Field(default=None, description="Chroma metadata filter, both sides.")
     where_document: dict[str, Any] | None = Field(default=None, description="Chroma document filter, both sides.")
     fusion: str | None = Field(default=None, description="Fusion mode override: rrf, relative_score, dist_based_score.")
     weights: dict[str, float] | None = Field(default=None, description="Per-side weights, keys 'dense' and 'sparse'.")
-    rrf_k: float | None = Field(default=None, ge=0, description="RRF constant override.")
+    rrf_k: float | None = Field(default=None, strict=True, description="RRF constant override.")
+    _options: QueryOptions = PrivateAttr()
 
-    @field_validator("fusion")
-    @classmethod
-    def _known_fusion(cls, value: str | None) -> str | None:
-        return validate_fusion_mode(value) if value is not None else None
-
-    @field_validator("weights")
-    @classmethod
-    def _valid_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        if value is not None:
-            from rerank_ext_core.fusion import validate_weights
-
-            validate_weights(value, SIDES)
-        return value
+    @model_validator(mode="after")
+    def _check_options(self) -> ChromaHybridRetriever:
+        """The same core checks as the LlamaIndex retriever, once, at construction."""
+        check_positive_int("k", self.k)
+        self._options = self.search.query_options(fusion=self.fusion, weights=self.weights, rrf_k=self.rrf_k)
+        return self
 
     @classmethod
     def from_collection(
@@ -84,14 +84,14 @@ class ChromaHybridRetriever(BaseRetriever):
         """Bring the BM25 side fully up to date with the collection now."""
         self.search.refresh()
 
-    def _options(self, k: int | None, where: dict[str, Any] | None, where_document: dict[str, Any] | None):
+    def _query_arguments(
+        self, k: int | None, where: dict[str, Any] | None, where_document: dict[str, Any] | None
+    ) -> dict[str, Any]:
         return {
             "k": self.k if k is None else k,
             "where": self.where if where is None else where,
             "where_document": self.where_document if where_document is None else where_document,
-            "fusion": self.fusion,
-            "weights": self.weights,
-            "rrf_k": self.rrf_k,
+            "options": self._options,
         }
 
     def _get_relevant_documents(
@@ -103,7 +103,7 @@ class ChromaHybridRetriever(BaseRetriever):
         where: dict[str, Any] | None = None,
         where_document: dict[str, Any] | None = None,
     ) -> list[Document]:
-        hits = self.search.query(query, **self._options(k, where, where_document))
+        hits = self.search.query(query, **self._query_arguments(k, where, where_document))
         return [_document_from_hit(hit) for hit in hits]
 
     async def _aget_relevant_documents(
@@ -115,5 +115,5 @@ class ChromaHybridRetriever(BaseRetriever):
         where: dict[str, Any] | None = None,
         where_document: dict[str, Any] | None = None,
     ) -> list[Document]:
-        hits = await self.search.aquery(query, **self._options(k, where, where_document))
+        hits = await self.search.aquery(query, **self._query_arguments(k, where, where_document))
         return [_document_from_hit(hit) for hit in hits]

@@ -10,6 +10,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from rerank_ext_core._validation import check_positive_int
 from rerank_ext_core.hybrid import ChromaHybridSearch, HybridHit
 
 __all__ = ["ChromaHybridRetriever"]
@@ -79,11 +80,9 @@ class ChromaHybridRetriever(BaseRetriever):
             msg = f"search must be a ChromaHybridSearch, got {type(search).__name__}; use from_collection()."
             raise TypeError(msg)
         self.search = search
-        self.similarity_top_k = similarity_top_k
-        self._query_options = {
-            "where": where, "where_document": where_document, "fusion": fusion, "weights": weights, "rrf_k": rrf_k,
-        }
-        search.check_query_options(similarity_top_k, fusion=fusion, weights=weights, rrf_k=rrf_k)
+        self.similarity_top_k = check_positive_int("similarity_top_k", similarity_top_k)
+        self._filters = {"where": where, "where_document": where_document}
+        self._options = search.query_options(fusion=fusion, weights=weights, rrf_k=rrf_k)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @classmethod
@@ -145,9 +144,11 @@ class ChromaHybridRetriever(BaseRetriever):
         self.search.refresh()
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self.search.query(query_bundle.query_str, self.similarity_top_k, **self._query_options)
+        hits = self.search.query(query_bundle.query_str, self.similarity_top_k, options=self._options, **self._filters)
         return [_node_from_hit(hit) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = await self.search.aquery(query_bundle.query_str, self.similarity_top_k, **self._query_options)
+        hits = await self.search.aquery(
+            query_bundle.query_str, self.similarity_top_k, options=self._options, **self._filters
+        )
         return [_node_from_hit(hit) for hit in hits]

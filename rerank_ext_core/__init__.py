@@ -5,7 +5,7 @@ from rerank_ext_core.bm25 import BM25Index
 from rerank_ext_core.chroma import ChromaUnavailableError
 from rerank_ext_core.colbert import ColBERTScorer, maxsim_scores
 from rerank_ext_core.cross_encoder import CrossEncoderScorer
-from rerank_ext_core.embedding import SentenceTransformerEmbedder, TextEmbedder
+from rerank_ext_core.embedding import ChromaEmbeddingFunction, SentenceTransformerEmbedder, TextEmbedder
 from rerank_ext_core.fusion import (
     FUSION_MODES,
     FusedResult,
@@ -14,12 +14,13 @@ from rerank_ext_core.fusion import (
     reciprocal_rank_fusion,
     relative_score_fusion,
 )
-from rerank_ext_core.hybrid import ChromaHybridSearch, HybridHit
+from rerank_ext_core.hybrid import ChromaHybridSearch, HybridHit, QueryOptions
 from rerank_ext_core.rerank import RankedText, Scorer, rerank
 from rerank_ext_core.tokenization import Tokenizer
 
 __all__ = [
     "BM25Index",
+    "ChromaEmbeddingFunction",
     "ChromaHybridSearch",
     "ChromaUnavailableError",
     "ColBERTScorer",
@@ -28,6 +29,7 @@ __all__ = [
     "FusedResult",
     "HybridHit",
     "ModelNotFoundError",
+    "QueryOptions",
     "RankedText",
     "Scorer",
     "SentenceTransformerEmbedder",

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rerank_ext_core._optional import require
-from rerank_ext_core._validation import check_choice
+from rerank_ext_core._validation import check_choice, check_number
 from rerank_ext_core.tokenization import Tokenizer
 
 __all__ = ["BM25Index", "content_hash"]
@@ -49,19 +49,6 @@ class _Matrix:
 BM25_METHODS: tuple[str, ...] = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 
 
-def _check_number(name: str, value: Any, *, low: float, high: float | None = None, example: str) -> None:
-    in_range = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and value >= low
-        and (high is None or value <= high)
-    )
-    if not in_range:
-        bounds = f"between {low} and {high}" if high is not None else f"a number >= {low}"
-        msg = f"{name}={value!r} is invalid: pass {bounds}, e.g. {example}."
-        raise ValueError(msg)
-
-
 class BM25Index:
     """BM25 over documents identified by string ids, with upsert and remove.
 
@@ -83,9 +70,9 @@ class BM25Index:
         rebuild_ratio: float = 0.1,
     ) -> None:
         check_choice("method", method, BM25_METHODS)
-        _check_number("k1", k1, low=0.0, example="k1=1.5")
-        _check_number("b", b, low=0.0, high=1.0, example="b=0.75")
-        _check_number("rebuild_ratio", rebuild_ratio, low=0.0, example="rebuild_ratio=0.1")
+        check_number("k1", k1, low=0.0, example="k1=1.5")
+        check_number("b", b, low=0.0, high=1.0, example="b=0.75")
+        check_number("rebuild_ratio", rebuild_ratio, low=0.0, example="rebuild_ratio=0.1")
         self.tokenizer = tokenizer if tokenizer is not None else Tokenizer()
         self._bm25_params = {"k1": float(k1), "b": float(b), "method": method}
         self._rebuild_ratio = rebuild_ratio
@@ -281,31 +268,30 @@ class BM25Index:
             raise
         logger.debug("BM25 index saved to %s (%d documents)", path, len(ids))
 
-    def load(self, path: str | os.PathLike[str]) -> dict[str, Any] | None:
-        """Replace the contents with those saved at ``path``. Returns the saved ``extra`` dict, or
-        None (contents unchanged) when the file is missing, unreadable or was written with another
-        tokenizer or BM25 configuration."""
+    def load(
+        self, path: str | os.PathLike[str], *, expect: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Replace the contents with those saved at ``path``. Returns the saved ``extra`` dict.
+
+        Returns None and leaves the contents unchanged when the file is missing, or when it cannot
+        be used: damaged (truncated, empty, not a zip, inconsistent arrays), saved in another
+        format, with another tokenizer or BM25 setting, or with an ``extra`` that disagrees with
+        ``expect`` (another collection's index). Every such case logs a warning: the caller
+        rebuilds the index from its source.
+        """
         path = Path(path)
         if not path.exists():
             return None
         try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                if header.get("format") != _FORMAT_VERSION:
-                    logger.info("Ignoring %s: saved in format %s", path, header.get("format"))
-                    return None
-                if header.get("tokenizer") != self.tokenizer.signature or header.get("bm25") != self._bm25_params:
-                    logger.info("Ignoring %s: saved with another tokenizer or BM25 setting", path)
-                    return None
-                ids = data["ids"].tolist()
-                hashes = data["hashes"].tolist()
-                lengths = data["lengths"]
-                flat = data["tokens"].astype(np.int32)
-                vocab = data["vocab"].tolist()
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("Ignoring the unreadable BM25 index %s (%s); it will be rebuilt.", path, exc)
+            loaded = self._read(path, expect or {})
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, it is rebuilt
+            logger.warning("Ignoring the unreadable BM25 index %s (%s: %s); it will be rebuilt.",
+                           path, type(exc).__name__, exc)
             return None
-        arrays = np.split(flat, np.cumsum(lengths)[:-1]) if len(ids) else []
+        if isinstance(loaded, str):
+            logger.warning("Ignoring the BM25 index %s: %s; it will be rebuilt.", path, loaded)
+            return None
+        header, ids, hashes, arrays, vocab = loaded
         with self._lock:
             self._vocab = {token: token_id for token_id, token in enumerate(vocab)}
             self._tokens = dict(zip(ids, arrays))
@@ -314,3 +300,31 @@ class BM25Index:
             self._removed_rows = set()
             self._stale = True
         return header.get("extra", {})
+
+    def _read(self, path: Path, expect: dict[str, Any]) -> Any:
+        """The saved contents, or a string saying why they can't be used here."""
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            if not isinstance(header, dict) or header.get("format") != _FORMAT_VERSION:
+                return f"saved in format {header.get('format') if isinstance(header, dict) else header!r}, this version reads {_FORMAT_VERSION}"
+            if header.get("tokenizer") != self.tokenizer.signature or header.get("bm25") != self._bm25_params:
+                return "saved with another tokenizer or BM25 setting"
+            extra = header.get("extra") or {}
+            for key, value in expect.items():
+                if extra.get(key) != value:
+                    return f"its {key} is {extra.get(key)!r}, not {value!r}"
+            ids = data["ids"].tolist()
+            hashes = data["hashes"].tolist()
+            lengths = data["lengths"]
+            flat = data["tokens"].astype(np.int32)
+            vocab = data["vocab"].tolist()
+        consistent = (
+            len(ids) == len(hashes) == len(lengths) == len(set(ids))
+            and int(lengths.sum()) == len(flat)
+            and (lengths >= 0).all()
+            and (len(flat) == 0 or (0 <= flat.min() and flat.max() < len(vocab)))
+        )
+        if not consistent:
+            return "its arrays disagree with each other (damaged)"
+        arrays = np.split(flat, np.cumsum(lengths)[:-1]) if ids else []
+        return header, ids, hashes, arrays, vocab

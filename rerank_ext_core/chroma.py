@@ -6,6 +6,7 @@ Nothing here imports chromadb: the functions take the caller's collection object
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -120,29 +121,31 @@ def _unavailable(collection: Any, what: str, exc: BaseException) -> ChromaUnavai
     return ChromaUnavailableError(msg)
 
 
-def call(collection: Any, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``function``; a transport failure becomes :class:`ChromaUnavailableError`."""
+@contextlib.contextmanager
+def _reporting_transport_errors(collection: Any, what: str) -> Iterator[None]:
+    """A transport failure inside the block becomes :class:`ChromaUnavailableError`."""
     try:
-        return function(*args, **kwargs)
+        yield
     except ChromaUnavailableError:
         raise
     except Exception as exc:
         if _is_transport_error(exc):
             raise _unavailable(collection, what, exc) from exc
         raise
+
+
+def call(collection: Any, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``function``; a transport failure becomes :class:`ChromaUnavailableError`."""
+    with _reporting_transport_errors(collection, what):
+        return function(*args, **kwargs)
 
 
 async def acall(
     collection: Any, what: str, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
 ) -> T:
-    try:
+    """:func:`call` for a coroutine function (an ``AsyncCollection``'s methods)."""
+    with _reporting_transport_errors(collection, what):
         return await function(*args, **kwargs)
-    except ChromaUnavailableError:
-        raise
-    except Exception as exc:
-        if _is_transport_error(exc):
-            raise _unavailable(collection, what, exc) from exc
-        raise
 
 
 def iter_pages(
@@ -175,13 +178,17 @@ def iter_pages(
         offset += page_size
 
 
+def _id_batches(ids: Sequence[str], page_size: int) -> Iterator[list[str]]:
+    for start in range(0, len(ids), page_size):
+        yield list(ids[start : start + page_size])
+
+
 def get_by_ids(
     collection: Any, ids: Sequence[str], *, include: Sequence[str], page_size: int = DEFAULT_PAGE_SIZE
 ) -> dict[str, dict[str, Any]]:
     """``{id: {"document": ..., "metadata": ...}}`` for the ids that exist, read in pages."""
     records: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), page_size):
-        batch = list(ids[start : start + page_size])
+    for batch in _id_batches(ids, page_size):
         page = call(collection, "reading documents", collection.get, ids=batch, include=list(include))
         _collect(page, include, records)
     return records
@@ -202,8 +209,7 @@ async def aget_by_ids(
 ) -> dict[str, dict[str, Any]]:
     """:func:`get_by_ids` for a chromadb ``AsyncCollection``."""
     records: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), page_size):
-        batch = list(ids[start : start + page_size])
+    for batch in _id_batches(ids, page_size):
         page = await acall(collection, "reading documents", collection.get, ids=batch, include=list(include))
         _collect(page, include, records)
     return records

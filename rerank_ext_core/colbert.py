@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_COLBERT = "colbert-ir/colbertv2.0"
 ColBERTBackend = Literal["auto", "sentence-transformers", "bge-m3"]
 COLBERT_BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "bge-m3")
+# Tokens the encoder adds around every document passage: [CLS], the [D] marker, [SEP].
+_DOCUMENT_SPECIAL_TOKENS = 3
 
 
 def detect_colbert_layout(model_dir: str) -> str:
@@ -198,7 +200,9 @@ class ColBERTScorer:
             model family: raw sum for ColBERT, mean for BGE-M3.
         long_documents: ``"truncate"`` or ``"split"`` (best passage wins).
         passage_overlap: tokens shared by consecutive passages when splitting.
+        use_fp16: half precision; ``None`` means on a GPU only.
         cache_megabytes: memory for cached document vectors (0 disables the cache).
+        trust_remote_code: allow custom model code from the checkpoint.
     """
 
     def __init__(
@@ -261,7 +265,7 @@ class ColBERTScorer:
         with self._lock:
             query_vectors = self._encoder.encode_query(query)
         if self.long_documents == "split":
-            budget = max(1, self._encoder.document_token_budget - 3)
+            budget = max(1, self._encoder.document_token_budget - _DOCUMENT_SPECIAL_TOKENS)
             return score_max_over_passages(
                 texts,
                 lambda text: self._splitter.split(text, budget),

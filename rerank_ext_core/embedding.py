@@ -1,5 +1,6 @@
-"""A small sentence-transformers text embedder over a local model, usable as a Chroma embedding
-function and as the query embedder of :class:`~rerank_ext_core.hybrid.ChromaHybridSearch`."""
+"""A small sentence-transformers text embedder over a local model (the query embedder of
+:class:`~rerank_ext_core.hybrid.ChromaHybridSearch`, and a LangChain-shaped ``Embeddings``), and
+:class:`ChromaEmbeddingFunction`, which presents any such embedder to Chroma."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._optional import require
 from rerank_ext_core._validation import check_positive_int
 
-__all__ = ["SentenceTransformerEmbedder", "TextEmbedder"]
+__all__ = ["ChromaEmbeddingFunction", "SentenceTransformerEmbedder", "TextEmbedder"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class SentenceTransformerEmbedder:
         normalize: L2-normalise embeddings (so Chroma's l2, ip and cosine spaces rank alike).
 
     Thread-safe: concurrent calls are serialised (Hugging Face fast tokenizers are not
-    thread-safe). As a Chroma embedding function pass the instance itself:
-    ``client.create_collection(name, embedding_function=embedder)``.
+    thread-safe). As a Chroma embedding function wrap it:
+    ``client.create_collection(name, embedding_function=ChromaEmbeddingFunction(embedder))``.
     """
 
     def __init__(
@@ -81,11 +82,7 @@ class SentenceTransformerEmbedder:
             raise TypeError(msg)
         return self._encode(texts) if len(texts) else []
 
-    def embed_query(self, text: str | None = None, *, input: Sequence[str] | None = None):  # noqa: A002
-        """One query's vector; called by Chroma as ``embed_query(input=[...])`` it returns one
-        vector per text, as Chroma's embedding-function protocol expects."""
-        if input is not None:
-            return self.embed_documents(input)
+    def embed_query(self, text: str) -> list[float]:
         if not isinstance(text, str):
             msg = f"embed_query takes one query string, got {type(text).__name__}."
             raise TypeError(msg)
@@ -97,13 +94,25 @@ class SentenceTransformerEmbedder:
     async def aembed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embed_documents, texts)
 
-    # Chroma embedding-function protocol (legacy form: no registered name or config).
-    def __call__(self, input: Sequence[str]) -> list[list[float]]:  # noqa: A002
-        return self.embed_documents(input)
 
-    def is_legacy(self) -> bool:
+class ChromaEmbeddingFunction:
+    """Chroma's embedding-function protocol over any embedder with ``embed_documents(texts)``
+    (ours, or a LangChain ``Embeddings``): ``create_collection(name,
+    embedding_function=ChromaEmbeddingFunction(embedder))``. Chroma embeds both the documents
+    and the query texts it is given through it."""
+
+    def __init__(self, embedder: TextEmbedder) -> None:
+        self.embedder = embedder
+
+    def __call__(self, input: Sequence[str]) -> list[list[float]]:  # noqa: A002 - Chroma's name
+        return self.embedder.embed_documents(list(input))
+
+    def embed_query(self, input: Sequence[str]) -> list[list[float]]:  # noqa: A002
+        return self(input)
+
+    def is_legacy(self) -> bool:  # no registered name or config: Chroma persists nothing of it
         return True
 
     @staticmethod
     def name() -> str:
-        return "rerank_ext_sentence_transformer"
+        return "rerank_ext_embedder"

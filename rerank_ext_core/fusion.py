@@ -16,9 +16,11 @@ Modes:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from rerank_ext_core._validation import check_choice, check_number, check_weights
 
 __all__ = [
     "FUSION_MODES",
@@ -27,9 +29,8 @@ __all__ = [
     "distribution_based_score_fusion",
     "fuse",
     "reciprocal_rank_fusion",
+    "fuse_checked",
     "relative_score_fusion",
-    "validate_fusion_mode",
-    "validate_weights",
 ]
 
 FusionMode = Literal["rrf", "relative_score", "dist_based_score"]
@@ -49,41 +50,6 @@ class FusedResult:
     side_ranks: Mapping[str, int] = field(default_factory=dict)
 
 
-def validate_fusion_mode(mode: str) -> str:
-    if mode not in FUSION_MODES:
-        msg = f"Unknown fusion mode {mode!r}. Use one of {list(FUSION_MODES)}."
-        raise ValueError(msg)
-    return mode
-
-
-def validate_weights(weights: Mapping[str, float] | None, sides: Sequence[str]) -> dict[str, float]:
-    """Return weights for ``sides`` normalised to sum to 1; ``None`` means equal weights."""
-    if weights is None:
-        return {side: 1.0 / len(sides) for side in sides} if sides else {}
-    unknown = sorted(set(weights) - set(sides))
-    if unknown:
-        msg = f"weights name unknown sides {unknown}; the sides are {list(sides)}."
-        raise ValueError(msg)
-    checked: dict[str, float] = {}
-    for side in sides:
-        value = weights.get(side, 0.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            msg = f"weight {side}={value!r} is not a finite number; pass a number >= 0."
-            raise ValueError(msg)
-        if value < 0:
-            msg = f"weight {side}={value} is negative; weights must be >= 0 (use 0 to turn a side off)."
-            raise ValueError(msg)
-        checked[side] = float(value)
-    total = sum(checked.values())
-    if total == 0:
-        msg = (
-            f"weights {dict(weights)} are all zero, so no side counts; give at least one side a "
-            "weight above 0 (e.g. {'dense': 0.5, 'sparse': 0.5})."
-        )
-        raise ValueError(msg)
-    return {side: value / total for side, value in checked.items()}
-
-
 def _ranked(side: str, pairs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     """Deduplicate by id (best score kept) and sort by descending score, stable."""
     best: dict[str, float] = {}
@@ -99,11 +65,10 @@ def _ranked(side: str, pairs: Sequence[tuple[str, float]]) -> list[tuple[str, fl
 
 def _combine(
     ranked: RankedLists,
-    weights: Mapping[str, float] | None,
-    contribution,  # (side, rank, score, side_list) -> float
+    normalised: Mapping[str, float],
+    contribution: Callable[[int, float, _Stats], float],
 ) -> list[FusedResult]:
     sides = list(ranked)
-    normalised = validate_weights(weights, sides)
     fused: dict[str, float] = {}
     scores: dict[str, dict[str, float]] = {}
     ranks: dict[str, dict[str, int]] = {}
@@ -141,14 +106,19 @@ def _stats(values: list[float]) -> _Stats:
     return _Stats(min(values), max(values), mean, math.sqrt(variance))
 
 
+def _rrf(rrf_k: float) -> Callable[[int, float, _Stats], float]:
+    return lambda rank, score, stats: 1.0 / (rrf_k + rank)
+
+
+def check_rrf_k(rrf_k: float) -> float:
+    return check_number("rrf_k", rrf_k, low=0, example="rrf_k=60 (the usual value)")
+
+
 def reciprocal_rank_fusion(
     ranked: RankedLists, *, weights: Mapping[str, float] | None = None, rrf_k: float = 60
 ) -> list[FusedResult]:
     """Fused score ``sum(w_side / (rrf_k + rank_side))`` with 1-based ranks."""
-    if isinstance(rrf_k, bool) or not isinstance(rrf_k, (int, float)) or not rrf_k >= 0 or math.isinf(rrf_k):
-        msg = f"rrf_k={rrf_k!r} must be a finite number >= 0 (60 is the usual value)."
-        raise ValueError(msg)
-    return _combine(ranked, weights, lambda rank, score, stats: 1.0 / (rrf_k + rank))
+    return _combine(ranked, check_weights(weights, list(ranked)), _rrf(check_rrf_k(rrf_k)))
 
 
 def _min_max(rank: int, score: float, stats: _Stats) -> float:
@@ -162,7 +132,7 @@ def relative_score_fusion(
 ) -> list[FusedResult]:
     """Fused score ``sum(w_side * minmax(score_side))``; a side whose scores are all equal
     normalises them to 1."""
-    return _combine(ranked, weights, _min_max)
+    return _combine(ranked, check_weights(weights, list(ranked)), _min_max)
 
 
 def _distribution(rank: int, score: float, stats: _Stats) -> float:
@@ -177,7 +147,11 @@ def distribution_based_score_fusion(
 ) -> list[FusedResult]:
     """Fused score ``sum(w_side * (score - (mean - 3 std)) / (6 std))`` per side (mean and std over
     that side's returned scores); a side with zero spread normalises to 0.5."""
-    return _combine(ranked, weights, _distribution)
+    return _combine(ranked, check_weights(weights, list(ranked)), _distribution)
+
+
+def check_fusion_mode(mode: str, *, name: str = "mode") -> str:
+    return check_choice(name, mode, FUSION_MODES, label="fusion mode")
 
 
 def fuse(
@@ -188,9 +162,15 @@ def fuse(
     rrf_k: float = 60,
 ) -> list[FusedResult]:
     """Fuse with the named ``mode`` (see the module docstring); ``rrf_k`` is used by ``"rrf"``."""
-    validate_fusion_mode(mode)
-    if mode == "rrf":
-        return reciprocal_rank_fusion(ranked, weights=weights, rrf_k=rrf_k)
-    if mode == "relative_score":
-        return relative_score_fusion(ranked, weights=weights)
-    return distribution_based_score_fusion(ranked, weights=weights)
+    return fuse_checked(
+        ranked, mode=check_fusion_mode(mode), weights=check_weights(weights, list(ranked)), rrf_k=check_rrf_k(rrf_k)
+    )
+
+
+def fuse_checked(
+    ranked: RankedLists, *, mode: str, weights: Mapping[str, float], rrf_k: float
+) -> list[FusedResult]:
+    """:func:`fuse` for callers whose options were already checked and normalised (weights for
+    exactly the sides of ``ranked``, summing to 1): nothing is validated again."""
+    contribution = {"rrf": _rrf(rrf_k), "relative_score": _min_max}.get(mode, _distribution)
+    return _combine(ranked, weights, contribution)

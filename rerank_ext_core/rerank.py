@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from rerank_ext_core._validation import check_number, check_optional_positive_int
+
 __all__ = ["RankedText", "Scorer", "rerank", "validate_top_n", "validate_score_threshold"]
 
 
@@ -23,24 +25,13 @@ class RankedText(NamedTuple):
 
 
 def validate_top_n(top_n: int | None) -> int | None:
-    if top_n is None:
-        return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-        msg = f"top_n={top_n!r} is invalid: pass a positive integer, or None to keep every candidate."
-        raise ValueError(msg)
-    return top_n
+    return check_optional_positive_int("top_n", top_n, none_means="keep every candidate")
 
 
 def validate_score_threshold(score_threshold: float | None) -> float | None:
     if score_threshold is None:
         return None
-    if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)):
-        msg = f"score_threshold={score_threshold!r} is invalid: pass a number, or None for no threshold."
-        raise ValueError(msg)
-    if math.isnan(score_threshold):
-        msg = "score_threshold=nan is invalid: pass a number, or None for no threshold."
-        raise ValueError(msg)
-    return float(score_threshold)
+    return check_number("score_threshold", score_threshold, example="score_threshold=0.5, or None for no threshold")
 
 
 def _sort_key(item: tuple[int, float]) -> tuple[float, int]:

@@ -1,21 +1,25 @@
 """Pydantic field groups shared by the LlamaIndex and LangChain reranker classes.
 
 Both frameworks build their components on pydantic v2, so each adapter class inherits one of these
-groups beside its framework base class: the options, their defaults, their validation and the
-scorer they build are defined once, here. Nothing in this module imports a framework.
+groups beside its framework base class. A scorer's options are declared once, in the scorer's own
+``__init__`` (type, default) and docstring (description); the field groups are built from it, so
+a default can't differ between the core and an adapter, and a new option is one edit. Nothing in
+this module imports a framework (pydantic comes with the ``llamaindex`` and ``langchain`` extras).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
+import typing
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator
 
-from rerank_ext_core._passages import LongDocuments
-from rerank_ext_core.colbert import DEFAULT_COLBERT, ColBERTBackend
-from rerank_ext_core.cross_encoder import DEFAULT_CROSS_ENCODER, CrossEncoderBackend
+from rerank_ext_core.colbert import ColBERTScorer
+from rerank_ext_core.cross_encoder import CrossEncoderScorer
 from rerank_ext_core.rerank import RankedText, Scorer, rerank, validate_score_threshold, validate_top_n
 
 __all__ = ["ColBERTFields", "CrossEncoderFields", "RerankerFields"]
@@ -38,6 +42,9 @@ class RerankerFields(BaseModel):
         default=True,
         description="Keep the first-stage score in metadata['retrieval_score'] beside the new score.",
     )
+    scorer_class: ClassVar[type[Scorer] | None] = None
+    """The core scorer whose ``__init__`` arguments are this group's fields."""
+    scorer_option_names: ClassVar[tuple[str, ...]] = ()
     _scorer: Any = PrivateAttr(default=None)
 
     @field_validator("top_n")
@@ -55,7 +62,10 @@ class RerankerFields(BaseModel):
         self._scorer = self._build_scorer()
 
     def _build_scorer(self) -> Scorer:
-        raise NotImplementedError
+        if self.scorer_class is None:
+            msg = f"{type(self).__name__} names no scorer_class."
+            raise TypeError(msg)
+        return self.scorer_class(**{name: getattr(self, name) for name in self.scorer_option_names})
 
     @property
     def scorer(self) -> Scorer:
@@ -65,79 +75,48 @@ class RerankerFields(BaseModel):
         return rerank(self._scorer, query, texts, top_n=self.top_n, score_threshold=self.score_threshold)
 
 
-class CrossEncoderFields(RerankerFields):
-    model: str = Field(
-        default=DEFAULT_CROSS_ENCODER, description="Cross-encoder hub id (cached locally when offline) or local directory."
-    )
-    backend: CrossEncoderBackend = Field(
-        default="auto", description="'sentence-transformers', 'flag', or 'auto' (first installed)."
-    )
-    device: Optional[str] = Field(default=None, description="'cpu', 'cuda', 'cuda:1', 'mps'; None picks the best.")
-    batch_size: int = Field(default=32, description="(query, text) pairs per forward pass.")
-    max_length: int = Field(default=512, description="Tokens per (query, text) pair.")
-    normalize: bool = Field(default=True, description="Sigmoid probabilities (True) or raw logits (False).")
-    use_fp16: Optional[bool] = Field(default=None, description="Half precision; None means on a GPU only.")
-    query_instruction: Optional[str] = Field(default=None, description="Text prepended to every query.")
-    long_documents: LongDocuments = Field(
-        default="truncate", description="'truncate' or 'split' (score overlapping passages, keep the best)."
-    )
-    passage_overlap: int = Field(default=64, description="Tokens shared by consecutive passages when splitting.")
-    trust_remote_code: bool = Field(default=False, description="Allow custom model code from the checkpoint.")
-
-    def _build_scorer(self) -> Scorer:
-        from rerank_ext_core.cross_encoder import CrossEncoderScorer
-
-        return CrossEncoderScorer(
-            self.model,
-            backend=self.backend,
-            device=self.device,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            normalize=self.normalize,
-            use_fp16=self.use_fp16,
-            query_instruction=self.query_instruction,
-            long_documents=self.long_documents,
-            passage_overlap=self.passage_overlap,
-            trust_remote_code=self.trust_remote_code,
-        )
+def _argument_docs(docstring: str) -> dict[str, str]:
+    """``{name: description}`` from the ``Args:`` section of a Google-style docstring."""
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(docstring).splitlines()
+    try:
+        start = lines.index("Args:") + 1
+    except ValueError:
+        return docs
+    current = None
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        match = re.match(r"^    (\w+): (.*)$", line)
+        if match:
+            current = match.group(1)
+            docs[current] = match.group(2).strip()
+        elif current is not None and line.startswith("      "):
+            docs[current] += " " + line.strip()
+    return docs
 
 
-class ColBERTFields(RerankerFields):
-    model: str = Field(
-        default=DEFAULT_COLBERT, description="ColBERT / BGE-M3 / encoder hub id (cached locally when offline) or local directory."
-    )
-    backend: ColBERTBackend = Field(
-        default="auto", description="'sentence-transformers', 'bge-m3', or 'auto' (from the checkpoint's files)."
-    )
-    device: Optional[str] = Field(default=None, description="'cpu', 'cuda', 'mps'; None picks the best.")
-    batch_size: int = Field(default=32, description="Documents per forward pass.")
-    query_length: Optional[int] = Field(default=None, description="Query tokens ([MASK]-padded up to this).")
-    document_length: Optional[int] = Field(default=None, description="Document tokens kept.")
-    length_normalize: Optional[bool] = Field(
-        default=None, description="Divide MaxSim by the query token count; None follows the model family."
-    )
-    use_fp16: Optional[bool] = Field(default=None, description="Half precision; None means on a GPU only.")
-    long_documents: LongDocuments = Field(
-        default="truncate", description="'truncate' or 'split' (score overlapping passages, keep the best)."
-    )
-    passage_overlap: int = Field(default=32, description="Tokens shared by consecutive passages when splitting.")
-    cache_megabytes: int = Field(default=256, description="Memory for cached document token vectors.")
-    trust_remote_code: bool = Field(default=False, description="Allow custom model code from the checkpoint.")
+def scorer_options(scorer_class: type) -> dict[str, tuple[Any, Any]]:
+    """Pydantic field definitions for every argument of ``scorer_class.__init__``: the type and
+    default from its signature, the description from its docstring. The scorer's signature is the
+    one place an option is declared; both adapters' fields are built from it."""
+    hints = typing.get_type_hints(scorer_class.__init__)
+    docs = _argument_docs(scorer_class.__doc__ or "")
+    fields: dict[str, tuple[Any, Any]] = {}
+    for name, parameter in inspect.signature(scorer_class.__init__).parameters.items():
+        if name == "self":
+            continue
+        fields[name] = (hints[name], Field(default=parameter.default, description=docs.get(name)))
+    return fields
 
-    def _build_scorer(self) -> Scorer:
-        from rerank_ext_core.colbert import ColBERTScorer
 
-        return ColBERTScorer(
-            self.model,
-            backend=self.backend,
-            device=self.device,
-            batch_size=self.batch_size,
-            query_length=self.query_length,
-            document_length=self.document_length,
-            length_normalize=self.length_normalize,
-            use_fp16=self.use_fp16,
-            long_documents=self.long_documents,
-            passage_overlap=self.passage_overlap,
-            cache_megabytes=self.cache_megabytes,
-            trust_remote_code=self.trust_remote_code,
-        )
+def _field_group(name: str, scorer_class: type) -> type[RerankerFields]:
+    options = scorer_options(scorer_class)
+    group = create_model(name, __base__=RerankerFields, __module__=__name__, **options)
+    group.scorer_class = scorer_class
+    group.scorer_option_names = tuple(options)
+    return group
+
+
+CrossEncoderFields = _field_group("CrossEncoderFields", CrossEncoderScorer)
+ColBERTFields = _field_group("ColBERTFields", ColBERTScorer)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from rerank_ext_core._optional import require
+from rerank_ext_core._validation import check_choice, check_positive_int
 
 __all__ = ["CJK_SEGMENTATIONS", "Tokenizer"]
 
@@ -98,12 +99,8 @@ class Tokenizer:
         cjk: CJKSegmentation = "unigram+bigram",
         min_word_length: int = 2,
     ) -> None:
-        if cjk not in CJK_SEGMENTATIONS:
-            msg = f"cjk={cjk!r} is not a CJK segmentation. Use one of {list(CJK_SEGMENTATIONS)}."
-            raise ValueError(msg)
-        if isinstance(min_word_length, bool) or not isinstance(min_word_length, int) or min_word_length < 1:
-            msg = f"min_word_length={min_word_length!r} is invalid: pass an integer >= 1, e.g. min_word_length=2."
-            raise ValueError(msg)
+        check_choice("cjk", cjk, CJK_SEGMENTATIONS, label="CJK segmentation")
+        check_positive_int("min_word_length", min_word_length)
         self._stopwords = _stopword_list(stopwords)
         self._stopwords_name = stopwords if isinstance(stopwords, str) or stopwords is None else None
         self._stemmer_language = stemmer

@@ -129,6 +129,7 @@ def test_chains_with_our_reranker_in_contextual_compression_and_lcel(minilm_path
         assert doc.id in candidates
         assert "relevance_score" in doc.metadata and "hybrid_score" in doc.metadata
         assert "dense_score" in doc.metadata
+        assert doc.metadata["retrieval_score"] == doc.metadata["hybrid_score"]  # keep_retrieval_score
     chain = retriever | RunnableLambda(
         lambda documents: reranker.compress_documents(documents, "animals dogs cats parrots")
     )

@@ -1,0 +1,300 @@
+"""A BM25 index that mirrors one Chroma collection: it follows the collection, saves itself, and
+carries writes to both.
+
+Following the collection:
+    * writes made through :meth:`BM25Mirror.write` and :meth:`BM25Mirror.delete` reach Chroma and
+      the BM25 index at once;
+    * writes made by anyone else (LlamaIndex ``ChromaVectorStore``, ``langchain-chroma``, the raw
+      client) are noticed by :meth:`BM25Mirror.sync`: it compares ``collection.count()`` with the
+      ids it knows at most every ``check_interval`` seconds, and at most every
+      ``id_check_interval`` seconds (and always after a count change) reads the collection's ids
+      (ids only, in pages), indexes only the added documents and drops the deleted ones;
+    * a document found deleted or changed while reading results back is reported through
+      :meth:`BM25Mirror.repair`; :meth:`BM25Mirror.refresh` re-reads everything.
+
+The index is saved atomically beside a PersistentClient's data (or in a given folder) and loaded
+on first use without re-tokenizing; a damaged or foreign saved file is rebuilt from Chroma.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rerank_ext_core import chroma
+from rerank_ext_core._validation import check_number
+from rerank_ext_core.bm25 import BM25Index
+from rerank_ext_core.tokenization import Tokenizer
+
+__all__ = ["BM25Mirror"]
+
+logger = logging.getLogger(__name__)
+
+_INDEX_FOLDER = "rerank_ext_bm25"
+_WRITE_METHODS = ("add", "upsert", "update")
+
+
+@dataclass
+class _SyncState:
+    known_ids: set[str] = field(default_factory=set)
+    skipped_ids: set[str] = field(default_factory=set)
+    initialized: bool = False
+    last_id_check: float = 0.0
+    last_count_check: float = 0.0
+
+
+def _indexing_progress(collection: Any) -> Any:
+    """A progress bar over the collection's documents, shown only on a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=chroma.call(collection, "counting documents", collection.count),
+        desc=f"BM25 index of {collection.name!r}",
+        unit="doc",
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    )
+
+
+class BM25Mirror:
+    """The BM25 side of one Chroma collection, kept in step with it (see the module docstring).
+
+    Options are those of :class:`~rerank_ext_core.hybrid.ChromaHybridSearch`, which documents
+    them; ``embed_documents`` embeds the texts of writes that come without embeddings.
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        *,
+        embed_documents: Callable[[list[str]], Sequence[Sequence[float]]] | None = None,
+        tokenizer: Tokenizer | None = None,
+        bm25_params: Mapping[str, Any] | None = None,
+        index_dir: str | os.PathLike[str] | None = "auto",
+        check_interval: float = 1.0,
+        id_check_interval: float = 10.0,
+        autosave: bool = True,
+        page_size: int = chroma.DEFAULT_PAGE_SIZE,
+    ) -> None:
+        self.collection = collection
+        self.check_interval = check_number("check_interval", check_interval, low=0, example="check_interval=1.0 (seconds)")
+        self.id_check_interval = check_number(
+            "id_check_interval", id_check_interval, low=0, example="id_check_interval=10.0 (seconds)"
+        )
+        self.autosave = bool(autosave)
+        self.page_size = page_size
+        self.index = BM25Index(tokenizer, **dict(bm25_params or {}))
+        self.index_path = self._resolve_index_path(index_dir)
+        self._embed_documents = embed_documents
+        self._lock = threading.RLock()
+        self._state = _SyncState()
+
+    def _resolve_index_path(self, index_dir: str | os.PathLike[str] | None) -> Path | None:
+        if index_dir is None:
+            return None
+        if isinstance(index_dir, str) and index_dir == "auto":
+            base = chroma.persist_directory(self.collection)
+            if base is None:
+                return None
+            folder = base / _INDEX_FOLDER
+        else:
+            folder = Path(os.fspath(index_dir))
+        return folder / f"{self.collection.id}.npz"
+
+    # ------------------------------------------------------------------ following the collection
+    def refresh(self) -> None:
+        """Bring the index fully up to date now: re-reads every document (in pages),
+        re-tokenizes the ones whose text changed, drops deleted ones, adds new ones."""
+        with self._lock:
+            self._load_saved_locked()
+            current: set[str] = set()
+            skipped: set[str] = set()
+            changed = False
+            with _indexing_progress(self.collection) as bar:
+                for page in chroma.iter_pages(self.collection, include=["documents"], page_size=self.page_size):
+                    ids, documents = page["ids"], page["documents"]
+                    current.update(ids)
+                    before = {doc_id: self.index.hash_of(doc_id) for doc_id in ids}
+                    skipped.update(self.index.upsert(ids, documents))
+                    changed = changed or any(self.index.hash_of(i) != before[i] for i in ids)
+                    bar.update(len(ids))
+            removed = self._state.known_ids - current
+            self.index.remove(removed)
+            changed = changed or bool(removed) or skipped != self._state.skipped_ids
+            now = time.monotonic()
+            self._state = _SyncState(current, skipped, True, last_id_check=now, last_count_check=now)
+            if changed:
+                self._save_locked()
+
+    def sync(self) -> None:
+        """The query-time check: the count when ``check_interval`` has passed, the ids when
+        ``id_check_interval`` has passed or the count moved; the first call loads or builds."""
+        state = self._state
+        if state.initialized:
+            now = time.monotonic()
+            if now - state.last_count_check < self.check_interval:
+                return
+            state.last_count_check = now
+            count = chroma.call(self.collection, "counting documents", self.collection.count)
+            due = now - state.last_id_check >= self.id_check_interval
+            if count == len(state.known_ids) and not due:
+                return
+        with self._lock:
+            if not self._state.initialized:
+                self._load_saved_locked()
+                if not self._state.initialized:
+                    self.refresh()
+                    return
+            self._sync_ids_locked()
+
+    def _sync_ids_locked(self) -> None:
+        state = self._state
+        current: set[str] = set()
+        for page in chroma.iter_pages(self.collection, page_size=self.page_size):
+            current.update(page["ids"])
+        removed = state.known_ids - current
+        added = sorted(current - state.known_ids)
+        skipped = state.skipped_ids - removed
+        if added:
+            records = chroma.get_by_ids(self.collection, added, include=["documents"], page_size=self.page_size)
+            found = [doc_id for doc_id in added if doc_id in records]
+            skipped |= set(self.index.upsert(found, [records[i]["document"] for i in found]))
+            current -= set(added) - set(found)
+        self.index.remove(removed)
+        now = time.monotonic()
+        self._state = _SyncState(current, skipped, True, last_id_check=now, last_count_check=now)
+        if added or removed:
+            logger.info(
+                "Collection %r changed outside this index: %d added, %d removed",
+                self.collection.name, len(added), len(removed),
+            )
+            self._save_locked()
+
+    def repair(self, missing: Sequence[str] = (), changed: Mapping[str, str] | None = None) -> None:
+        """What a read-back found: ``missing`` ids no longer exist in Chroma, ``changed`` maps ids
+        to their new text. The index forgets the former and re-tokenizes the latter."""
+        if not missing and not changed:
+            return
+        with self._lock:
+            self.index.remove(missing)
+            self._state.known_ids.difference_update(missing)
+            if changed:
+                self.index.upsert(list(changed), list(changed.values()))
+                logger.info("Re-tokenized %d documents whose text changed in Chroma", len(changed))
+
+    def search(
+        self, query: str, n: int, where: dict[str, Any] | None = None, where_document: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """The sparse side of a query: sync, then BM25 over the ids that pass the Chroma filters."""
+        self.sync()
+        allowed: set[str] | None = None
+        if where is not None or where_document is not None:
+            allowed = set()
+            for page in chroma.iter_pages(
+                self.collection, where=where, where_document=where_document, page_size=self.page_size
+            ):
+                allowed.update(page["ids"])
+            if not allowed:
+                return []
+        return self.index.search(query, n, allowed_ids=allowed)
+
+    # ------------------------------------------------------------------------------ persistence
+    def _load_saved_locked(self) -> None:
+        if self._state.initialized or self.index_path is None:
+            return
+        extra = self.index.load(self.index_path, expect={"collection_id": str(self.collection.id)})
+        if extra is None:
+            return
+        skipped = set(extra.get("skipped_ids", []))
+        self._state = _SyncState(set(self.index.ids()) | skipped, skipped, True, 0.0)
+        logger.info("Loaded the BM25 index of %r from %s", self.collection.name, self.index_path)
+
+    def _save_locked(self, *, requested: bool = False) -> None:
+        if self.index_path is None or not (requested or self.autosave) or not self._state.initialized:
+            return
+        extra = {"collection_id": str(self.collection.id), "skipped_ids": sorted(self._state.skipped_ids)}
+        self.index.save(self.index_path, extra=extra)
+
+    def save(self) -> Path | None:
+        """Save the index now (atomically). Returns the file, or None when no place is set."""
+        if self.index_path is None:
+            return None
+        self.sync()
+        with self._lock:
+            self._save_locked(requested=True)
+        return self.index_path
+
+    # ---------------------------------------------------------------------------------- writes
+    def write(
+        self,
+        method: str,
+        ids: Sequence[str],
+        documents: Sequence[str] | None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None,
+        embeddings: Sequence[Sequence[float]] | None,
+    ) -> None:
+        """``collection.add`` / ``upsert`` / ``update``, then the same change in the index."""
+        ids = list(ids)
+        if not ids:
+            return
+        for name, values in (("documents", documents), ("metadatas", metadatas), ("embeddings", embeddings)):
+            if values is not None and len(values) != len(ids):
+                msg = f"{method} got {len(ids)} ids but {len(values)} {name}; pass one per id."
+                raise ValueError(msg)
+        if method == "add":
+            # Chroma keeps the stored record when add() names an existing id: skip those ids here
+            # so that BM25 keeps the stored text too (use upsert to replace).
+            existing = chroma.get_by_ids(self.collection, ids, include=[], page_size=self.page_size)
+            if existing:
+                logger.info("add: %d ids already exist and were left as they are; use upsert to replace them", len(existing))
+                keep = [position for position, doc_id in enumerate(ids) if doc_id not in existing]
+                if not keep:
+                    return
+                ids, documents, metadatas, embeddings = (
+                    None if values is None else [values[p] for p in keep]
+                    for values in (ids, documents, metadatas, embeddings)
+                )
+        if embeddings is None and documents is not None and self._embed_documents is not None:
+            embeddings = self._embed_documents(list(documents))
+        request: dict[str, Any] = {"ids": ids}
+        if documents is not None:
+            request["documents"] = list(documents)
+        if metadatas is not None:
+            request["metadatas"] = [dict(m) if m else None for m in metadatas]
+        if embeddings is not None:
+            request["embeddings"] = [list(map(float, e)) for e in embeddings]
+        chroma.call(self.collection, f"{method} documents", getattr(self.collection, method), **request)
+        with self._lock:
+            if documents is not None:
+                skipped = set(self.index.upsert(ids, list(documents)))
+                self._state.skipped_ids = (self._state.skipped_ids - set(ids)) | skipped
+            self._state.known_ids.update(ids)
+            self._save_locked()
+
+    def delete(self, ids: Sequence[str] | None = None, *, where: dict[str, Any] | None = None) -> None:
+        """Delete records by id and/or by a ``where`` filter, from Chroma and the index."""
+        if ids is None and where is None:
+            msg = "delete needs ids=[...] or where={...}; with neither it would have nothing to select."
+            raise ValueError(msg)
+        targets: set[str] = set(ids or [])
+        if where is not None:
+            for page in chroma.iter_pages(self.collection, where=where, page_size=self.page_size):
+                targets.update(page["ids"])
+        if not targets:
+            return
+        ordered = sorted(targets)
+        for start in range(0, len(ordered), self.page_size):
+            batch = ordered[start : start + self.page_size]
+            chroma.call(self.collection, "deleting documents", self.collection.delete, ids=batch)
+        with self._lock:
+            self.index.remove(ordered)
+            self._state.known_ids.difference_update(ordered)
+            self._state.skipped_ids.difference_update(ordered)
+            self._save_locked()
