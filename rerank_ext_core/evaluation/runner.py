@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core.evaluation import _first_stage
-from rerank_ext_core.evaluation.beir import BeirDataset, load_beir
+from rerank_ext_core.evaluation.dataset import BeirDataset, load_beir
 from rerank_ext_core.evaluation.corpus_cache import (
     CorpusEmbeddingCache,
     default_cache_dir,
