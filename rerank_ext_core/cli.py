@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rerank_ext_core.fusion import FUSION_MODES
+
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
@@ -37,8 +39,6 @@ def _positive_int(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rerank_ext_core.evaluation._first_stage import FUSION_MODES
-
     parser = argparse.ArgumentParser(prog="rerank-ext", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     evaluate = commands.add_parser(
