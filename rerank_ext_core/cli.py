@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rerank_ext_core._validation import check_positive_int
 from rerank_ext_core.fusion import FUSION_MODES
 
 __all__ = ["build_parser", "main"]
@@ -28,14 +29,12 @@ def _emit(text: str, *, error: bool = False) -> None:
 
 
 def _positive_int(value: str) -> int:
+    """argparse ``type=``: the shared rule, reported in argparse's own words."""
     try:
-        number = int(value)
+        return check_positive_int("value", int(value))
     except ValueError:
-        number = 0
-    if number < 1:
         msg = f"{value!r} is not a positive integer"
-        raise argparse.ArgumentTypeError(msg)
-    return number
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

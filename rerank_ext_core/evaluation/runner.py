@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from rerank_ext_core._models import resolve_model_path
+from rerank_ext_core._validation import check_choice, check_positive_int
 from rerank_ext_core.evaluation.corpus_cache import (
     CorpusEmbeddingCache,
     default_cache_dir,
@@ -89,20 +90,11 @@ class EvalConfig:
 
     def validate(self) -> None:
         for name in ("top_n", "k", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg = f"{name}={value!r} is invalid: pass a positive integer."
-                raise ValueError(msg)
-        if self.max_queries is not None and self.max_queries < 1:
-            msg = f"max_queries={self.max_queries!r} is invalid: pass a positive integer or leave it out."
-            raise ValueError(msg)
-        unknown = [mode for mode in self.fusion_modes if mode not in FUSION_MODES]
-        if unknown:
-            msg = (
-                f"Unknown fusion mode(s) {', '.join(map(repr, unknown))}: use any of "
-                f"{', '.join(FUSION_MODES)}."
-            )
-            raise ValueError(msg)
+            check_positive_int(name, getattr(self, name))
+        if self.max_queries is not None:
+            check_positive_int("max_queries", self.max_queries)
+        for mode in self.fusion_modes:
+            check_choice("fusion_modes", mode, FUSION_MODES)
         if self.rerankers and not self.fusion_modes:
             msg = "Rerankers reorder the hybrid top-N, so at least one fusion mode is needed."
             raise ValueError(msg)
