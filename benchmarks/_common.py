@@ -42,8 +42,8 @@ def minilm_path() -> str:
 
 def load_candidates(n_queries: int, n_candidates: int = 100) -> list[tuple[str, list[str]]]:
     """The first ``n_queries`` SciFact queries, each with its BM25 top-``n_candidates`` passages."""
-    from rerank_ext_core.evaluation.beir import load_beir
     from rerank_ext_core.bm25 import BM25Index
+    from rerank_ext_core.evaluation.dataset import load_beir
 
     dataset = load_beir(SCIFACT, max_queries=n_queries)
     index = BM25Index()

@@ -16,7 +16,7 @@ DEFAULT_SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 
 def load_scifact(directory: Path = DEFAULT_SCIFACT, split: str = "test"):
     """``(corpus {id: title + text}, queries {id: text} with judgments, qrels)`` via the eval loader."""
-    from rerank_ext_core.evaluation.beir import load_beir
+    from rerank_ext_core.evaluation.dataset import load_beir
 
     name = "qrels.tsv" if split == "test" else f"qrels_{split}.tsv"
     queries_file = "queries.jsonl" if split == "test" else f"queries_{split}.jsonl"

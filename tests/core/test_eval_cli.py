@@ -9,7 +9,8 @@ import pytest
 
 from rerank_ext_core import cli
 from rerank_ext_core.evaluation import EvalConfig, run_evaluation
-from rerank_ext_core.evaluation import _first_stage
+from rerank_ext_core.evaluation.first_stage import CorpusEncoder
+from rerank_ext_core.fusion import FUSION_MODES
 
 pytest.importorskip("ir_measures")
 
@@ -130,13 +131,13 @@ def test_embedding_model_that_does_not_exist(tmp_path, capsys):
 def encode_calls(monkeypatch):
     """Counts how many texts the corpus encoder is asked to encode."""
     calls: list[int] = []
-    original = _first_stage.CorpusEncoder.encode
+    original = CorpusEncoder.encode
 
     def counting_encode(self, texts, **kwargs):
         calls.append(len(texts))
         return original(self, texts, **kwargs)
 
-    monkeypatch.setattr(_first_stage.CorpusEncoder, "encode", counting_encode)
+    monkeypatch.setattr(CorpusEncoder, "encode", counting_encode)
     return calls
 
 
@@ -155,7 +156,7 @@ def test_outputs_counts_and_the_encoding_cache(tmp_path, minilm_path, encode_cal
     assert stats["queries_evaluated"] == 3
     assert stats["queries_without_qrels"] == 1  # q4 has no judgment
     names = [stage["name"] for stage in first.results["stages"]]
-    assert names == ["bm25", "dense"] + [f"hybrid:{mode}" for mode in _first_stage.FUSION_MODES]
+    assert names == ["bm25", "dense"] + [f"hybrid:{mode}" for mode in FUSION_MODES]
     table = first.output_files["markdown"].read_text()
     for name in names:
         assert f"| {name} |" in table

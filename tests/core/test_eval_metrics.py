@@ -7,7 +7,8 @@ import math
 import pytest
 
 from rerank_ext_core.evaluation.metrics import evaluate_run, latency_summary
-from rerank_ext_core.evaluation.stages import StageResult, rerank_stage
+from rerank_ext_core.evaluation.first_stage import StageResult
+from rerank_ext_core.evaluation.rerank_stage import rerank_stage
 
 pytest.importorskip("ir_measures")
 

@@ -6,7 +6,7 @@ import pytest
 
 from rerank_ext_core.bm25 import BM25Index
 from rerank_ext_core.colbert import ColBERTScorer
-from rerank_ext_core.evaluation.beir import load_beir
+from rerank_ext_core.evaluation.dataset import load_beir
 from rerank_ext_core.evaluation.metrics import evaluate_run
 from rerank_ext_core.rerank import rerank
 

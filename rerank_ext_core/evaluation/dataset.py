@@ -1,4 +1,5 @@
-"""Load and validate a BEIR-layout folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``."""
+"""The evaluation's input: a BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``),
+loaded and validated."""
 
 from __future__ import annotations
 

@@ -1,80 +1,23 @@
-"""The stages the evaluation runs, each a small function over ids, texts and scores.
+"""The rerank stage: each reranker named on the command line reorders the hybrid top-N.
 
-First stages (BM25, dense) map a query to ``[(doc_id, score)]`` best first; hybrid fuses them by
-document id; a reranker reorders the hybrid top-N. Every stage is timed per query.
+A reranker is named ``KIND:MODEL`` (:func:`parse_reranker_spec`), loaded once
+(:func:`build_scorer`), then run over every query's candidates and timed (:func:`rerank_stage`).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from rerank_ext_core._optional import require
+from rerank_ext_core.evaluation.first_stage import StageResult
 from rerank_ext_core.rerank import Scorer, rerank
 
-__all__ = [
-    "RERANKER_KINDS",
-    "RerankerSpec",
-    "StageResult",
-    "build_scorer",
-    "parse_reranker_spec",
-    "progress_enabled",
-    "rerank_stage",
-    "run_first_stage",
-]
+__all__ = ["RERANKER_KINDS", "RerankerSpec", "build_scorer", "parse_reranker_spec", "rerank_stage"]
 
 logger = logging.getLogger(__name__)
-
-SearchFn = Callable[[str], list[tuple[str, float]]]
-
-
-def progress_enabled() -> bool:
-    """Progress bars only when stderr is a terminal (never in logs, CI or pipes)."""
-    return sys.stderr.isatty()
-
-
-@dataclass
-class StageResult:
-    """What one stage returned for every query, and how long it took."""
-
-    name: str
-    ranking: dict[str, list[str]] = field(default_factory=dict)
-    """Document ids per query, best first."""
-    scores: dict[str, list[float]] = field(default_factory=dict)
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    """This stage's own work per query."""
-    pipeline_latency_ms: dict[str, float] = field(default_factory=dict)
-    """From the query text to this stage's output (a hybrid stage includes BM25 and dense)."""
-
-
-def run_first_stage(
-    name: str,
-    search: SearchFn,
-    queries: dict[str, str],
-    *,
-    upstream: Sequence[StageResult] = (),
-) -> StageResult:
-    """Run ``search`` once per query, timing each call; ``upstream`` latencies add to the pipeline."""
-    result = StageResult(name)
-    for query_id, query in queries.items():
-        start = time.perf_counter()
-        hits = search(query)
-        elapsed_ms = (time.perf_counter() - start) * 1000
-        result.ranking[query_id] = [doc_id for doc_id, _ in hits]
-        result.scores[query_id] = [float(score) for _, score in hits]
-        result.latency_ms[query_id] = elapsed_ms
-        result.pipeline_latency_ms[query_id] = elapsed_ms + sum(
-            stage.pipeline_latency_ms[query_id] for stage in upstream
-        )
-    return result
-
-
-# --- rerankers ----------------------------------------------------------------------------------
 
 RERANKER_KINDS = ("cross-encoder", "colbert")
 _GENERIC_FOLDERS = {"model", "models", "checkpoint", "final", "snapshot"}
@@ -149,25 +92,3 @@ def rerank_stage(
         result.latency_ms[query_id] = elapsed_ms
         result.pipeline_latency_ms[query_id] = elapsed_ms + candidates.pipeline_latency_ms[query_id]
     return result
-
-
-# --- dense --------------------------------------------------------------------------------------
-
-
-def exact_dense_search(
-    corpus_vectors: np.ndarray,
-    doc_ids: Sequence[str],
-    encode_query: Callable[[str], np.ndarray],
-    *,
-    k: int,
-) -> SearchFn:
-    """Exact inner-product search over normalised vectors (the quality a vector index approximates)."""
-    k = min(k, len(doc_ids))
-
-    def search(query: str) -> list[tuple[str, float]]:
-        similarities = corpus_vectors @ encode_query(query)
-        top = np.argpartition(-similarities, k - 1)[:k]
-        top = top[np.argsort(-similarities[top], kind="stable")]
-        return [(doc_ids[i], float(similarities[i])) for i in top]
-
-    return search
