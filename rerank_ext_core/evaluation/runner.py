@@ -94,7 +94,7 @@ class EvalConfig:
         if self.max_queries is not None:
             check_positive_int("max_queries", self.max_queries)
         for mode in self.fusion_modes:
-            check_choice("fusion_modes", mode, FUSION_MODES)
+            check_choice("fusion_modes", mode, FUSION_MODES, label="fusion mode")
         if self.rerankers and not self.fusion_modes:
             msg = "Rerankers reorder the hybrid top-N, so at least one fusion mode is needed."
             raise ValueError(msg)
