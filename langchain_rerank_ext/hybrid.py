@@ -11,6 +11,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from rerank_ext_core._validation import check_positive_int
+from rerank_ext_core.chroma import check_filter
 from rerank_ext_core.hybrid import ChromaHybridSearch, HybridHit, QueryOptions
 
 __all__ = ["ChromaHybridRetriever"]
@@ -51,6 +52,8 @@ class ChromaHybridRetriever(BaseRetriever):
     def _check_options(self) -> ChromaHybridRetriever:
         """The same core checks as the LlamaIndex retriever, once, at construction."""
         check_positive_int("k", self.k)
+        check_filter("where", self.where)
+        check_filter("where_document", self.where_document)
         self._options = self.search.query_options(fusion=self.fusion, weights=self.weights, rrf_k=self.rrf_k)
         return self
 

@@ -10,6 +10,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict
 
+from rerank_ext_core._validation import check_items
 from rerank_ext_core.reranker_fields import ColBERTFields, CrossEncoderFields, RerankerFields
 
 __all__ = ["ColBERTReranker", "CrossEncoderReranker"]
@@ -33,6 +34,7 @@ class _RerankCompressor(RerankerFields, BaseDocumentCompressor):
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Optional[Callbacks] = None
     ) -> Sequence[Document]:
+        documents = check_items("documents", documents, Document, "langchain Document")
         ranked = self._rank(query, [doc.page_content for doc in documents])
         return [_reranked_document(documents[r.index], r.score, self.keep_retrieval_score) for r in ranked]
 

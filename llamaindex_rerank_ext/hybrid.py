@@ -7,10 +7,11 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, QueryType, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from rerank_ext_core._validation import check_positive_int
+from rerank_ext_core.chroma import check_filter
 from rerank_ext_core.hybrid import ChromaHybridSearch, HybridHit
 
 __all__ = ["ChromaHybridRetriever"]
@@ -32,6 +33,13 @@ class _LlamaIndexEmbedder:
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_model.get_text_embedding_batch(list(texts))
+
+
+def _check_query(query: Any) -> QueryType:
+    if not isinstance(query, (str, QueryBundle)):
+        msg = f"query must be a string or a QueryBundle, got {type(query).__name__} ({query!r:.60})."
+        raise TypeError(msg)
+    return query
 
 
 def _node_from_hit(hit: HybridHit) -> NodeWithScore:
@@ -81,7 +89,9 @@ class ChromaHybridRetriever(BaseRetriever):
             raise TypeError(msg)
         self.search = search
         self.similarity_top_k = check_positive_int("similarity_top_k", similarity_top_k)
-        self._filters = {"where": where, "where_document": where_document}
+        self._filters = {
+            "where": check_filter("where", where), "where_document": check_filter("where_document", where_document),
+        }
         self._options = search.query_options(fusion=fusion, weights=weights, rrf_k=rrf_k)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
@@ -142,6 +152,14 @@ class ChromaHybridRetriever(BaseRetriever):
     def refresh(self) -> None:
         """Bring the BM25 side fully up to date with the collection now."""
         self.search.refresh()
+
+    # LlamaIndex's own retrieve() reads any non-string as a QueryBundle and fails with an
+    # AttributeError on .query_str: refuse what is neither, naming the argument.
+    def retrieve(self, str_or_query_bundle: QueryType) -> list[NodeWithScore]:
+        return super().retrieve(_check_query(str_or_query_bundle))
+
+    async def aretrieve(self, str_or_query_bundle: QueryType) -> list[NodeWithScore]:
+        return await super().aretrieve(_check_query(str_or_query_bundle))
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self.search.query(query_bundle.query_str, self.similarity_top_k, options=self._options, **self._filters)

@@ -11,6 +11,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from rerank_ext_core._validation import check_items
 from rerank_ext_core.rerank import RankedText
 from rerank_ext_core.reranker_fields import ColBERTFields, CrossEncoderFields, RerankerFields
 
@@ -53,6 +54,7 @@ class _RerankPostprocessor(RerankerFields, BaseNodePostprocessor):
         if query_bundle is None:
             msg = f"{type(self).__name__} needs the query: pass query_bundle= or query_str=."
             raise ValueError(msg)
+        nodes = check_items("nodes", nodes, NodeWithScore, "NodeWithScore")
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model

@@ -7,10 +7,38 @@ from rerank_ext_core._optional import require
 __all__ = ["resolve_device", "resolve_fp16"]
 
 
+_ACCEPTED = "'cpu', 'cuda', 'cuda:N' (a GPU index), 'mps', or None for the best available"
+
+
 def resolve_device(device: str | None) -> str:
-    """``None`` means the best available accelerator, else the CPU."""
+    """``None`` means the best available accelerator, else the CPU. A device that torch does not
+    know, or that this machine lacks, is a ``ValueError`` that lists the accepted ones."""
     torch = require("torch", feature="Model scoring", extra="st")
     if device is not None:
+        if not isinstance(device, str):
+            msg = f"device must be a string or None, got {type(device).__name__} ({device!r}); use {_ACCEPTED}."
+            raise TypeError(msg)
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError):
+            msg = f"device={device!r} is not a device torch knows; use {_ACCEPTED}."
+            raise ValueError(msg) from None
+        if parsed.type == "cuda" and (
+            not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()
+        ):
+            msg = (
+                f"device={device!r}, but torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
+                f"use {_ACCEPTED}."
+            )
+            raise ValueError(msg)
+        if parsed.type == "mps" and not (
+            getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        ):
+            msg = f"device={device!r}, but MPS is not available here; use {_ACCEPTED}."
+            raise ValueError(msg)
+        if parsed.type not in {"cpu", "cuda", "mps"}:
+            msg = f"device={device!r} is not supported; use {_ACCEPTED}."
+            raise ValueError(msg)
         return device
     if torch.cuda.is_available():
         return "cuda"

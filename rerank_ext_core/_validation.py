@@ -7,16 +7,22 @@ internal code then trusts without checking again.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 __all__ = [
+    "check_bool",
     "check_choice",
+    "check_items",
     "check_non_negative_int",
     "check_number",
     "check_optional_positive_int",
+    "check_optional_text",
     "check_positive_int",
+    "check_ranked_lists",
     "check_text",
+    "check_texts",
     "check_weights",
 ]
 
@@ -77,12 +83,76 @@ def check_choice(name: str, value: Any, choices: Collection[str], *, label: str 
     return value
 
 
+def check_bool(name: str, value: Any, *, optional: bool = False) -> bool | None:
+    """``True`` or ``False`` (or ``None`` when ``optional``): never ``bool("no")``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        allowed = "True, False or None" if optional else "True or False"
+        msg = f"{name}={value!r} is invalid: pass {allowed}."
+        raise TypeError(msg)
+    return value
+
+
+def check_optional_text(name: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        msg = f"{name} must be a string or None, got {type(value).__name__} ({value!r:.60})."
+        raise TypeError(msg)
+    return value
+
+
 def check_text(name: str, value: Any) -> str:
     """A string (a query, a document): anything else is a TypeError, never silently str()-ed."""
     if not isinstance(value, str):
         msg = f"{name} must be a string, got {type(value).__name__} ({value!r:.60})."
         raise TypeError(msg)
     return value
+
+
+def check_items(name: str, values: Any, item_type: type | tuple[type, ...], type_name: str) -> list[Any]:
+    """A sequence (not a string) whose items are all ``item_type``; the error names the first
+    bad item. Documents to score, an adapter's Documents or nodes."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        msg = f"{name} must be a list of {type_name}s, got {type(values).__name__}."
+        raise TypeError(msg)
+    for position, value in enumerate(values):
+        if not isinstance(value, item_type):
+            msg = f"{name}[{position}] must be a {type_name}, got {type(value).__name__} ({value!r:.60})."
+            raise TypeError(msg)
+    return list(values)
+
+
+def check_texts(name: str, values: Any) -> list[str]:
+    return check_items(name, values, str, "string")
+
+
+def check_ranked_lists(ranked: Any) -> dict[str, list[tuple[str, float]]]:
+    """Fusion input: ``{side: [(id, score), ...]}``, ids strings, scores finite real numbers."""
+    if not isinstance(ranked, Mapping):
+        msg = f"ranked must be a dict of side name to [(id, score), ...] lists, got {type(ranked).__name__}."
+        raise TypeError(msg)
+    checked: dict[str, list[tuple[str, float]]] = {}
+    for side, pairs in ranked.items():
+        if not isinstance(side, str):
+            msg = f"ranked has the side name {side!r}; side names must be strings such as 'dense'."
+            raise TypeError(msg)
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+            msg = f"side {side!r} (dense, sparse, ...) must be a list of (id, score) pairs, got {type(pairs).__name__}."
+            raise TypeError(msg)
+        checked[side] = []
+        for pair in pairs:
+            if not isinstance(pair, Sequence) or isinstance(pair, (str, bytes)) or len(pair) != 2:
+                msg = f"side {side!r} has the item {pair!r:.60}; each item must be an (id, score) pair."
+                raise TypeError(msg)
+            doc_id, score = pair
+            if not isinstance(doc_id, str):
+                msg = f"side {side!r} has the id {doc_id!r:.60}; ids must be strings."
+                raise TypeError(msg)
+            if isinstance(score, bool) or not isinstance(score, Real) or not math.isfinite(score):
+                msg = f"side {side!r} gave document {doc_id!r} the score {score!r}; scores must be finite numbers (not NaN or infinite)."
+                raise ValueError(msg)
+            checked[side].append((doc_id, float(score)))
+    return checked
 
 
 def check_weights(weights: Mapping[str, float] | None, sides: Sequence[str]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,9 @@ __all__ = [
     "ChromaUnavailableError",
     "acall",
     "aget_by_ids",
+    "apply_request_timeout",
     "call",
+    "check_filter",
     "client_kind",
     "collection_space",
     "get_by_ids",
@@ -72,6 +74,42 @@ def persist_directory(collection: Any) -> Path | None:
         return None
     directory = getattr(settings, "persist_directory", None)
     return Path(os.fspath(directory)) if directory else None
+
+
+def apply_request_timeout(collection: Any, seconds: float) -> bool:
+    """Give a Chroma server client's requests a time limit (chromadb's own HttpClient waits
+    forever). It applies to every collection of that client. Returns False for other clients."""
+    if client_kind(collection) != "http":
+        return False
+    session = getattr(getattr(collection, "_client", None), "_session", None)
+    if session is None or not hasattr(session, "timeout"):
+        logger.warning("Could not set a request timeout on %r: its HTTP session was not found.", collection)
+        return False
+    import httpx  # installed with chromadb
+
+    session.timeout = httpx.Timeout(seconds)
+    return True
+
+
+def check_filter(name: str, value: Any) -> dict[str, Any] | None:
+    """A ``where`` or ``where_document`` filter checked by chromadb's own rules, with an error
+    that names the argument. ``None`` and ``{}`` mean no filter."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        msg = f"{name} must be a dict (a Chroma filter such as {{'topic': 'cats'}}), got {type(value).__name__}."
+        raise TypeError(msg)
+    if not value:
+        return None
+    from chromadb.api.types import validate_where, validate_where_document
+
+    validate = validate_where_document if name == "where_document" else validate_where
+    try:
+        validate(dict(value))
+    except (ValueError, TypeError) as exc:
+        msg = f"{name}={value!r:.120} is not a valid Chroma filter: {exc}"
+        raise ValueError(msg) from None
+    return dict(value)
 
 
 def collection_space(collection: Any) -> str:

@@ -35,7 +35,14 @@ from rerank_ext_core._passages import (
     check_long_documents,
     score_max_over_passages,
 )
-from rerank_ext_core._validation import check_choice, check_non_negative_int, check_positive_int
+from rerank_ext_core._validation import (
+    check_bool,
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    check_text,
+    check_texts,
+)
 
 __all__ = [
     "COLBERT_BACKENDS",
@@ -229,6 +236,10 @@ class ColBERTScorer:
         self.long_documents = check_long_documents(long_documents)
         check_choice("backend", backend, COLBERT_BACKENDS)
         check_non_negative_int("cache_megabytes", cache_megabytes)
+        check_non_negative_int("passage_overlap", passage_overlap)
+        check_bool("length_normalize", length_normalize, optional=True)
+        check_bool("use_fp16", use_fp16, optional=True)
+        check_bool("trust_remote_code", trust_remote_code)
         self.model_name = str(model)
         self.model_path = resolve_model_path(model, purpose="ColBERT model")
         layout = detect_colbert_layout(self.model_path)
@@ -260,6 +271,8 @@ class ColBERTScorer:
         """How many document texts went through the model (cache misses), for monitoring."""
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        query = check_text("query", query)
+        texts = check_texts("texts", texts)
         if not texts:
             return []
         with self._lock:

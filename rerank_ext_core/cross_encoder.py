@@ -25,7 +25,15 @@ from rerank_ext_core._passages import (
     check_long_documents,
     score_max_over_passages,
 )
-from rerank_ext_core._validation import check_choice, check_positive_int
+from rerank_ext_core._validation import (
+    check_bool,
+    check_choice,
+    check_non_negative_int,
+    check_optional_text,
+    check_positive_int,
+    check_text,
+    check_texts,
+)
 
 __all__ = [
     "CROSS_ENCODER_BACKENDS",
@@ -127,9 +135,12 @@ class CrossEncoderScorer:
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.max_length = check_positive_int("max_length", max_length)
         self.long_documents = check_long_documents(long_documents)
+        check_non_negative_int("passage_overlap", passage_overlap)
+        check_bool("use_fp16", use_fp16, optional=True)
+        check_bool("trust_remote_code", trust_remote_code)
+        self.normalize = check_bool("normalize", normalize)
+        self.query_instruction = check_optional_text("query_instruction", query_instruction) or ""
         self.backend = _pick_backend(backend)
-        self.normalize = bool(normalize)
-        self.query_instruction = query_instruction or ""
         self.model_name = str(model)
         self.model_path = resolve_model_path(model, purpose="cross-encoder model")
         _check_max_length(self.max_length, self.model_path, self.model_name)
@@ -177,7 +188,14 @@ class CrossEncoderScorer:
             normalize=False,
         )
 
+    @property
+    def score_bounds(self) -> tuple[float, float] | None:
+        """Every score lies in these bounds: sigmoid probabilities with ``normalize=True``."""
+        return (0.0, 1.0) if self.normalize else None
+
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        query = check_text("query", query)
+        texts = check_texts("texts", texts)
         if not texts:
             return []
         query = f"{self.query_instruction}{query}"

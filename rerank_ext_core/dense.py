@@ -10,6 +10,9 @@ from rerank_ext_core import chroma
 
 __all__ = ["DenseSide"]
 
+# Chroma's bindings take n_results as a 32-bit integer; it returns at most the collection anyway.
+_MAX_RESULTS = 2**31 - 1
+
 
 class DenseSide:
     """kNN over ``collection`` (or ``async_collection``, an ``AsyncCollection`` of the same data)
@@ -56,7 +59,7 @@ class DenseSide:
         embedding: Sequence[float] | None,
     ) -> dict[str, Any]:
         request: dict[str, Any] = {
-            "n_results": n,
+            "n_results": min(n, _MAX_RESULTS),
             "where": where,
             "where_document": where_document,
             "include": ["distances"],

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rerank_ext_core._validation import check_choice, check_number, check_weights
+from rerank_ext_core._validation import check_choice, check_number, check_ranked_lists, check_weights
 
 __all__ = [
     "FUSION_MODES",
@@ -54,10 +54,6 @@ def _ranked(side: str, pairs: Sequence[tuple[str, float]]) -> list[tuple[str, fl
     """Deduplicate by id (best score kept) and sort by descending score, stable."""
     best: dict[str, float] = {}
     for doc_id, score in pairs:
-        score = float(score)
-        if math.isnan(score):
-            msg = f"side {side!r} gave document {doc_id!r} the score NaN; scores must be numbers."
-            raise ValueError(msg)
         if doc_id not in best or score > best[doc_id]:
             best[doc_id] = score
     return sorted(best.items(), key=lambda item: -item[1])
@@ -118,6 +114,7 @@ def reciprocal_rank_fusion(
     ranked: RankedLists, *, weights: Mapping[str, float] | None = None, rrf_k: float = 60
 ) -> list[FusedResult]:
     """Fused score ``sum(w_side / (rrf_k + rank_side))`` with 1-based ranks."""
+    ranked = check_ranked_lists(ranked)
     return _combine(ranked, check_weights(weights, list(ranked)), _rrf(check_rrf_k(rrf_k)))
 
 
@@ -132,6 +129,7 @@ def relative_score_fusion(
 ) -> list[FusedResult]:
     """Fused score ``sum(w_side * minmax(score_side))``; a side whose scores are all equal
     normalises them to 1."""
+    ranked = check_ranked_lists(ranked)
     return _combine(ranked, check_weights(weights, list(ranked)), _min_max)
 
 
@@ -147,6 +145,7 @@ def distribution_based_score_fusion(
 ) -> list[FusedResult]:
     """Fused score ``sum(w_side * (score - (mean - 3 std)) / (6 std))`` per side (mean and std over
     that side's returned scores); a side with zero spread normalises to 0.5."""
+    ranked = check_ranked_lists(ranked)
     return _combine(ranked, check_weights(weights, list(ranked)), _distribution)
 
 
@@ -162,6 +161,7 @@ def fuse(
     rrf_k: float = 60,
 ) -> list[FusedResult]:
     """Fuse with the named ``mode`` (see the module docstring); ``rrf_k`` is used by ``"rrf"``."""
+    ranked = check_ranked_lists(ranked)
     return fuse_checked(
         ranked, mode=check_fusion_mode(mode), weights=check_weights(weights, list(ranked)), rrf_k=check_rrf_k(rrf_k)
     )

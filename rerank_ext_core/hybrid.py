@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from rerank_ext_core import chroma
-from rerank_ext_core._validation import check_positive_int, check_text, check_weights
+from rerank_ext_core._validation import check_number, check_positive_int, check_text, check_weights
 from rerank_ext_core.bm25 import BM25Index, content_hash
 from rerank_ext_core.dense import DenseSide
 from rerank_ext_core.fusion import FusedResult, check_fusion_mode, check_rrf_k, fuse_checked
@@ -151,6 +151,10 @@ class ChromaHybridSearch:
             ``False`` call :meth:`save` yourself, e.g. after a batch of writes.
         page_size: records per ``collection.get`` page.
         bm25_params: passed to :class:`~rerank_ext_core.bm25.BM25Index` (``k1``, ``b``, ``method``).
+        timeout: seconds a request to a Chroma server may take before it fails with
+            :class:`~rerank_ext_core.chroma.ChromaUnavailableError` (set on the HttpClient, so it
+            applies to all its collections; chromadb's own default is to wait forever). ``None``
+            leaves the client as it is. Local clients have no requests to time out.
     """
 
     def __init__(
@@ -170,6 +174,7 @@ class ChromaHybridSearch:
         autosave: bool = True,
         page_size: int = chroma.DEFAULT_PAGE_SIZE,
         bm25_params: Mapping[str, Any] | None = None,
+        timeout: float | None = 60.0,
     ) -> None:
         if collection is None or not callable(getattr(collection, "count", None)):
             msg = f"collection must be a chromadb Collection, got {type(collection).__name__}."
@@ -188,6 +193,8 @@ class ChromaHybridSearch:
         self.async_collection = async_collection
         self.defaults = _checked_options(fusion, weights, rrf_k, candidates)
         self.page_size = check_positive_int("page_size", page_size)
+        if timeout is not None:
+            chroma.apply_request_timeout(collection, check_number("timeout", timeout, low=0.001, example="timeout=60.0 (seconds)"))
         self.mirror = BM25Mirror(
             collection,
             embed_documents=getattr(embedder, "embed_documents", None),
@@ -271,14 +278,12 @@ class ChromaHybridSearch:
     ) -> _Plan | None:
         query = check_text("query", query)
         k = check_positive_int("k", k)
-        for name, value in (("where", where), ("where_document", where_document)):
-            if value is not None and not isinstance(value, Mapping):
-                msg = f"{name} must be a dict (a Chroma filter such as {{'topic': 'cats'}}), got {type(value).__name__}."
-                raise TypeError(msg)
+        where = chroma.check_filter("where", where)
+        where_document = chroma.check_filter("where_document", where_document)
         if not query.strip():
             logger.info("Empty query: returning no results.")
             return None
-        return _Plan(query, k, dict(where) if where else None, dict(where_document) if where_document else None, options)
+        return _Plan(query, k, where, where_document, options)
 
     # ------------------------------------------------------------------------------ querying
     def query(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_ext_core import chroma
-from rerank_ext_core._validation import check_number
+from rerank_ext_core._validation import check_items, check_number, check_texts
 from rerank_ext_core.bm25 import BM25Index
 from rerank_ext_core.tokenization import Tokenizer
 
@@ -61,6 +61,20 @@ def _indexing_progress(collection: Any) -> Any:
         disable=not sys.stderr.isatty(),
         leave=False,
     )
+
+
+def _check_ids(ids: Any) -> list[str]:
+    ids = check_items("ids", ids, str, "string")
+    blank = [position for position, doc_id in enumerate(ids) if not doc_id.strip()]
+    if blank:
+        msg = f"ids[{blank[0]}] is blank; every id must be a non-empty string."
+        raise ValueError(msg)
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(doc_id for doc_id in ids if doc_id in seen or seen.add(doc_id))
+        msg = f"ids name {duplicate!r} more than once; pass each id once per call."
+        raise ValueError(msg)
+    return ids
 
 
 class BM25Mirror:
@@ -217,10 +231,21 @@ class BM25Mirror:
         logger.info("Loaded the BM25 index of %r from %s", self.collection.name, self.index_path)
 
     def _save_locked(self, *, requested: bool = False) -> None:
+        """Save (atomically). An autosave that fails (a full disk, a read-only folder) is logged
+        and does not fail the write that caused it: Chroma and the in-memory index already agree,
+        the previous file stays intact, and the next save tries again. A requested save raises."""
         if self.index_path is None or not (requested or self.autosave) or not self._state.initialized:
             return
         extra = {"collection_id": str(self.collection.id), "skipped_ids": sorted(self._state.skipped_ids)}
-        self.index.save(self.index_path, extra=extra)
+        try:
+            self.index.save(self.index_path, extra=extra)
+        except OSError as exc:
+            if requested:
+                raise
+            logger.warning(
+                "Could not save the BM25 index to %s (%s); the previous file is kept and the next "
+                "save tries again.", self.index_path, exc,
+            )
 
     def save(self) -> Path | None:
         """Save the index now (atomically). Returns the file, or None when no place is set."""
@@ -240,21 +265,28 @@ class BM25Mirror:
         metadatas: Sequence[Mapping[str, Any] | None] | None,
         embeddings: Sequence[Sequence[float]] | None,
     ) -> None:
-        """``collection.add`` / ``upsert`` / ``update``, then the same change in the index."""
-        ids = list(ids)
+        """``collection.add`` / ``upsert`` / ``update``, then the same change in the index.
+
+        Everything is checked before anything is written: a refused write changes nothing."""
+        ids = _check_ids(ids)
         if not ids:
             return
+        if documents is not None:
+            documents = check_texts("documents", documents)
+        if metadatas is not None:
+            metadatas = check_items("metadatas", metadatas, (Mapping, type(None)), "dict or None")
         for name, values in (("documents", documents), ("metadatas", metadatas), ("embeddings", embeddings)):
             if values is not None and len(values) != len(ids):
                 msg = f"{method} got {len(ids)} ids but {len(values)} {name}; pass one per id."
                 raise ValueError(msg)
-        if method == "add":
-            # Chroma keeps the stored record when add() names an existing id: skip those ids here
-            # so that BM25 keeps the stored text too (use upsert to replace).
+        if method in ("add", "update"):
+            # add() keeps the stored record of an existing id and update() ignores a missing one
+            # (Chroma's rules): leave those ids out here too, so that BM25 stays in step.
             existing = chroma.get_by_ids(self.collection, ids, include=[], page_size=self.page_size)
-            if existing:
-                logger.info("add: %d ids already exist and were left as they are; use upsert to replace them", len(existing))
-                keep = [position for position, doc_id in enumerate(ids) if doc_id not in existing]
+            keep = [p for p, doc_id in enumerate(ids) if (doc_id in existing) == (method == "update")]
+            if len(keep) < len(ids):
+                logger.info("%s: %d ids left as they are (%s)", method, len(ids) - len(keep),
+                            "already exist; use upsert to replace them" if method == "add" else "not in the collection")
                 if not keep:
                     return
                 ids, documents, metadatas, embeddings = (
@@ -283,7 +315,10 @@ class BM25Mirror:
         if ids is None and where is None:
             msg = "delete needs ids=[...] or where={...}; with neither it would have nothing to select."
             raise ValueError(msg)
-        targets: set[str] = set(ids or [])
+        if where is not None and not isinstance(where, Mapping):
+            msg = f"where must be a dict (a Chroma filter such as {{'topic': 'cats'}}), got {type(where).__name__}."
+            raise TypeError(msg)
+        targets: set[str] = set(_check_ids(ids) if ids is not None else [])
         if where is not None:
             for page in chroma.iter_pages(self.collection, where=where, page_size=self.page_size):
                 targets.update(page["ids"])

@@ -6,9 +6,13 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from rerank_ext_core._validation import check_number, check_optional_positive_int
+import logging
 
-__all__ = ["RankedText", "Scorer", "rerank", "validate_top_n", "validate_score_threshold"]
+from rerank_ext_core._validation import check_number, check_optional_positive_int, check_text, check_texts
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RankedText", "Scorer", "check_threshold_in_bounds", "rerank", "validate_score_threshold", "validate_top_n"]
 
 
 @runtime_checkable
@@ -34,6 +38,23 @@ def validate_score_threshold(score_threshold: float | None) -> float | None:
     return check_number("score_threshold", score_threshold, example="score_threshold=0.5, or None for no threshold")
 
 
+def check_threshold_in_bounds(score_threshold: float | None, scorer: Scorer) -> float | None:
+    """Refuse a threshold outside the scores ``scorer`` can give (its ``score_bounds``, when it has
+    them): it would silently drop every candidate, or none."""
+    bounds = getattr(scorer, "score_bounds", None)
+    if score_threshold is None or bounds is None:
+        return score_threshold
+    low, high = bounds
+    if not low <= score_threshold <= high:
+        msg = (
+            f"score_threshold={score_threshold!r} is outside the scores {scorer!r} gives, "
+            f"which lie in [{low}, {high}]; pass a threshold in that range, None for no threshold, "
+            "or normalize=False to threshold raw logits."
+        )
+        raise ValueError(msg)
+    return score_threshold
+
+
 def _sort_key(item: tuple[int, float]) -> tuple[float, int]:
     index, score = item
     # NaN never outranks a real score; ties keep the input (first-stage) order.
@@ -50,12 +71,19 @@ def rerank(
 ) -> list[RankedText]:
     """Score ``texts`` against ``query`` and return them best first.
 
-    Empty input returns ``[]`` without calling the scorer. ``top_n`` larger than the number of
-    texts returns all of them. Texts scoring below ``score_threshold`` are dropped.
+    Empty input, or a blank (empty or whitespace) query, returns ``[]`` without calling the
+    scorer: with no question, no text is relevant. ``top_n`` larger than the number of texts
+    returns all of them. Texts scoring below ``score_threshold`` are dropped. A query that is not
+    a string, or texts that are not a sequence of strings, raise ``TypeError``.
     """
     top_n = validate_top_n(top_n)
-    score_threshold = validate_score_threshold(score_threshold)
+    score_threshold = check_threshold_in_bounds(validate_score_threshold(score_threshold), scorer)
+    query = check_text("query", query)
+    texts = check_texts("texts", texts)
     if not texts:
+        return []
+    if not query.strip():
+        logger.info("Blank query: no text can be relevant to it, returning no candidates.")
         return []
     scores = scorer.score(query, list(texts))
     if len(scores) != len(texts):

@@ -20,7 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, fi
 
 from rerank_ext_core.colbert import ColBERTScorer
 from rerank_ext_core.cross_encoder import CrossEncoderScorer
-from rerank_ext_core.rerank import RankedText, Scorer, rerank, validate_score_threshold, validate_top_n
+from rerank_ext_core.rerank import (
+    RankedText,
+    Scorer,
+    check_threshold_in_bounds,
+    rerank,
+    validate_score_threshold,
+    validate_top_n,
+)
 
 __all__ = ["ColBERTFields", "CrossEncoderFields", "RerankerFields"]
 
@@ -60,6 +67,7 @@ class RerankerFields(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
         self._scorer = self._build_scorer()
+        check_threshold_in_bounds(self.score_threshold, self._scorer)
 
     def _build_scorer(self) -> Scorer:
         if self.scorer_class is None:

@@ -136,6 +136,13 @@ class ChromaServer:
         self.stop()
         raise RuntimeError(f"chroma run did not answer on {self.url} within {timeout}s")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown, no flush."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
