@@ -59,5 +59,6 @@ test-latest: | $(UV)
 	$(UV) pip freeze --python $(LATEST)/bin/python > $(LATEST)/versions.txt
 	@echo "== versions that differ from $(LOCK) =="
 	@diff <(grep -o '^[^ ]*==[^ ]*' $(LOCK) | tr A-Z a-z | sed 's/_/-/g' | sort) \
-	      <(grep -o '^[^ ]*==[^ ]*' $(LATEST)/versions.txt | tr A-Z a-z | sed 's/_/-/g' | sort) | grep '^[<>]' || echo "(none)"
+	      <(grep -o '^[^ ]*==[^ ]*' $(LATEST)/versions.txt | tr A-Z a-z | sed 's/_/-/g' | grep -v '^pip==' | sort) \
+	      | grep '^[<>]' || echo "(none)"
 	$(OFFLINE) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider
