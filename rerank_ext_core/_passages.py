@@ -12,6 +12,7 @@ __all__ = [
     "LongDocuments",
     "PassageSplitter",
     "check_long_documents",
+    "score_documents",
     "score_max_over_passages",
 ]
 
@@ -70,6 +71,21 @@ def score_max_over_passages(
     for owner, score in zip(owners, passage_scores):
         best[owner] = max(best[owner], float(score))
     return best
+
+
+def score_documents(
+    texts: list[str],
+    long_documents: str,
+    splitter: PassageSplitter,
+    budget: Callable[[], int],
+    score: Callable[[list[str]], Sequence[float]],
+) -> list[float]:
+    """``score(texts)`` as they are (``"truncate"``: the model cuts them), or max-P over passages
+    of at most ``budget()`` tokens (``"split"``)."""
+    if long_documents != "split":
+        return list(score(texts))
+    tokens = budget()
+    return score_max_over_passages(texts, lambda text: splitter.split(text, tokens), score)
 
 
 def check_long_documents(value: str) -> str:

@@ -33,7 +33,7 @@ from rerank_ext_core._passages import (
     LongDocuments,
     PassageSplitter,
     check_long_documents,
-    score_max_over_passages,
+    score_documents,
 )
 from rerank_ext_core._validation import (
     check_bool,
@@ -277,14 +277,11 @@ class ColBERTScorer:
             return []
         with self._lock:
             query_vectors = self._encoder.encode_query(query)
-        if self.long_documents == "split":
-            budget = max(1, self._encoder.document_token_budget - _DOCUMENT_SPECIAL_TOKENS)
-            return score_max_over_passages(
-                texts,
-                lambda text: self._splitter.split(text, budget),
-                lambda passages: self._score_with(query_vectors, passages),
-            )
-        return self._score_with(query_vectors, list(texts))
+        return score_documents(
+            texts, self.long_documents, self._splitter,
+            lambda: max(1, self._encoder.document_token_budget - _DOCUMENT_SPECIAL_TOKENS),
+            lambda passages: self._score_with(query_vectors, passages),
+        )
 
     def _score_with(self, query_vectors: Any, texts: list[str]) -> list[float]:
         return maxsim_scores(query_vectors, self.document_vectors(texts), length_normalize=self.length_normalize)

@@ -23,7 +23,7 @@ from rerank_ext_core._passages import (
     LongDocuments,
     PassageSplitter,
     check_long_documents,
-    score_max_over_passages,
+    score_documents,
 )
 from rerank_ext_core._validation import (
     check_bool,
@@ -199,18 +199,11 @@ class CrossEncoderScorer:
         if not texts:
             return []
         query = f"{self.query_instruction}{query}"
-        if self.long_documents == "split":
-            budget = (
-                self.max_length
-                - self._splitter.count_tokens(query)
-                - self._tokenizer.num_special_tokens_to_add(pair=True)
-            )
-            return score_max_over_passages(
-                texts,
-                lambda text: self._splitter.split(text, budget),
-                lambda passages: self._score_pairs(query, passages),
-            )
-        return self._score_pairs(query, list(texts))
+        return score_documents(
+            texts, self.long_documents, self._splitter,
+            lambda: self.max_length - self._splitter.count_tokens(query) - self._tokenizer.num_special_tokens_to_add(pair=True),
+            lambda passages: self._score_pairs(query, passages),
+        )
 
     def _score_pairs(self, query: str, texts: list[str]) -> list[float]:
         # A blank text is relevant to nothing: it gets the lowest score (0 as a probability, -inf
