@@ -18,7 +18,7 @@ __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
-DESCRIPTION = "The ``rerank-ext`` command line: ``rerank-ext eval DATASET_DIR [options]``."
+DESCRIPTION = "The ``rerank-ext`` command line: ``rerank-ext eval DATASET_DIR [options]``, ``rerank-ext finetune [options]``."
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -128,8 +128,26 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_add_eval_arguments,
         run=_run_eval,
     ),
+    "finetune": Command(
+        summary="fine-tune a reranker on your corpus with hard negatives mined by the hybrid retriever",
+        description=(
+            "Fine-tune a cross-encoder or ColBERT reranker from a local checkpoint on a BEIR folder's "
+            "training split, a FlagEmbedding fine-tune JSONL, or a Chroma collection with a JSONL of "
+            "queries and positive ids. Negatives are mined from a rank window of our retrievers; the "
+            "best checkpoint on a dev split carved from the training queries is saved with a model card, "
+            "then compared with the base model on the held-out split."
+        ),
+        add_arguments=lambda parser: _finetune().add_finetune_arguments(parser),
+        run=lambda args: _finetune().run_finetune_command(args),
+    ),
 }
 """Every sub-command of ``rerank-ext``, by name: the one place a new one is added."""
+
+
+def _finetune():
+    from rerank_ext_core.finetune import command
+
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:

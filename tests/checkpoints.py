@@ -44,6 +44,18 @@ def build_cross_encoder(minilm_path: str, target: Path, seed: int = 0) -> Path:
     return target
 
 
+def build_plain_encoder(minilm_path: str, target: Path, seed: int = 0) -> Path:
+    """A tiny BERT encoder with no head, like a bi-encoder's transformer (a fine-tuning start)."""
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(seed)
+    target.mkdir(parents=True, exist_ok=True)
+    BertModel(_tiny_bert_config()).save_pretrained(target)
+    _copy_tokenizer(minilm_path, target)
+    return target
+
+
 def build_stanford_colbert(minilm_path: str, target: Path, seed: int = 0, dim: int = 16) -> Path:
     """The colbert-ir/colbertv2.0 layout: a BERT with architectures ['HF_ColBERT'] and the
     projection stored as ``linear.weight`` beside the encoder weights, plus artifact.metadata."""

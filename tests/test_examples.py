@@ -115,3 +115,16 @@ def test_rag_prototype_notebook_runs_headless(tmp_path, monkeypatch):
     assert "nonlocal" in compare.splitlines()[0].lower(), compare[:300]
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the plot step drew nothing"
+
+
+def test_finetune_example_trains_and_reranks_in_both_frameworks(tmp_path, minilm_path):
+    from tests.checkpoints import build_plain_encoder
+
+    tiny = build_plain_encoder(minilm_path, tmp_path / "tiny-encoder")
+    output = run_example(str(EXAMPLES / "finetune_reranker.py"), "--base-model", str(tiny), "--steps", "4",
+                         "--topics", "25", "--negatives-from", "bm25", "--output", str(tmp_path / "out"),
+                         tmp_path=tmp_path)
+    assert "dev nDCG@10: first stage" in output and "(4 steps" in output
+    lines = [line for line in output.splitlines() if "LlamaIndex" in line and "LangChain" in line]
+    assert len(lines) == 3
+    assert (tmp_path / "out" / "README.md").exists() and (tmp_path / "out" / "config.json").exists()

@@ -336,6 +336,21 @@ def test_writes_never_lose_or_corrupt_data(embedder, tmp_path):
 
 
 # ------------------------------------------------------------------------------- command lines
+def _refused_by_the_command_line(argv: list[str]) -> None:
+    """Exit code 2 (bad input) or 3 (missing model or package) with a message, never a traceback."""
+    from rerank_ext_core import cli
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit_:  # argparse refusing an option
+            code = exit_.code
+    assert code in (2, 3), (argv, code, stderr.getvalue())
+    assert "Traceback" not in stderr.getvalue()
+    assert stderr.getvalue().strip(), "refused without saying why"
+
+
 CLI_ARGUMENTS = st.lists(
     st.sampled_from(["--top-n", "--k", "--max-queries", "--batch-size", "--fusion", "--rerank-from",
                      "--reranker", "--model", "-o", "--colbert-cache-mb", "--cache-dir"])
@@ -348,19 +363,26 @@ CLI_ARGUMENTS = st.lists(
 @HOSTILE_SETTINGS
 @given(arguments=CLI_ARGUMENTS)
 def test_eval_command_line(arguments, tmp_path_factory):
-    from rerank_ext_core import cli
-
     folder = tmp_path_factory.mktemp("hostile-eval")
     (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "cats"}\n', encoding="utf-8")
     (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "cats"}\n', encoding="utf-8")
     (folder / "qrels.tsv").write_text("q1\td1\t1\n", encoding="utf-8")
-    stderr = io.StringIO()
-    argv = ["eval", str(folder / "missing-folder"), "-o", str(folder / "out"), *arguments]
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exit_:  # argparse refusing an option
-            code = exit_.code
-    assert code in (2, 3), (argv, code, stderr.getvalue())
-    assert "Traceback" not in stderr.getvalue()
-    assert stderr.getvalue().strip(), "refused without saying why"
+    _refused_by_the_command_line(["eval", str(folder / "missing-folder"), "-o", str(folder / "out"), *arguments])
+
+
+FINETUNE_ARGUMENTS = st.lists(
+    st.sampled_from(["--beir", "--flag-jsonl", "--chroma-queries", "--collection", "--kind", "--loss",
+                     "--train-group-size", "--negative-window", "--negatives-from", "--epochs", "--max-steps",
+                     "--batch-size", "--learning-rate", "--dev-fraction", "--precision", "--device", "--resume"])
+    | st.sampled_from(["0", "1", "-3", "nan", "inf", "1e309", "🦜", "", "x" * 300, "colbert", "bce", "listmle",
+                       "hybrid", "random", "/nope"]) | st.text(max_size=8),
+    max_size=6,
+)
+
+
+@HOSTILE_SETTINGS
+@given(arguments=FINETUNE_ARGUMENTS)
+def test_finetune_command_line(arguments, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile-finetune")
+    _refused_by_the_command_line(["finetune", "--base-model", str(folder / "no-such-model"), "-o", str(folder / "out"), *arguments])
+    assert not (folder / "out").exists(), "a refused run left an output folder"

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BeirDataset", "EvalInputError", "find_qrels_file", "load_beir"]
+__all__ = ["BeirDataset", "EvalInputError", "find_qrels_file", "load_beir", "read_qrels"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _read_jsonl(path: Path, *, required: tuple[str, ...], text_fields: tuple[str
     return rows
 
 
-def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read ``query-id corpus-id score`` (tab-separated, optional header) or TREC ``qid 0 docid rel``."""
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8", errors="replace") as handle:
@@ -125,6 +125,23 @@ def _require_file(path: Path) -> None:
         raise EvalInputError(msg)
 
 
+def _check_training_judgments(
+    query_id: str, judged: dict[str, int], queries: dict[str, str], known_docs: set[str], qrels_path: Path,
+    corpus_path: Path,
+) -> None:
+    positives = [doc_id for doc_id, grade in judged.items() if grade > 0]
+    if not positives:
+        msg = f"{qrels_path}: the query {query_id!r} has no positive judgment (grade > 0); drop it or judge one document relevant."
+        raise EvalInputError(msg)
+    unknown = [doc_id for doc_id in positives if doc_id not in known_docs]
+    if unknown:
+        msg = f"{qrels_path}: the query {query_id!r} names the positive {unknown[0]!r}, which is not in {corpus_path}."
+        raise EvalInputError(msg)
+    if query_id not in queries:
+        msg = f"{qrels_path}: the query {query_id!r} is judged but not in the queries file."
+        raise EvalInputError(msg)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -139,8 +156,12 @@ def load_beir(
     queries_file: str | Path | None = None,
     qrels_file: str | Path | None = None,
     max_queries: int | None = None,
+    strict: bool = False,
 ) -> BeirDataset:
-    """Read a BEIR folder, keep the queries that have judgments, and count everything dropped."""
+    """Read a BEIR folder, keep the queries that have judgments, and count everything dropped.
+
+    ``strict`` (training data) refuses instead of dropping: a judged query that is not in the
+    queries file or has no positive, and a positive that names a document not in the corpus."""
     root = Path(root).expanduser()
     if not root.is_dir():
         msg = f"The dataset folder {root} does not exist. Pass a folder in BEIR layout."
@@ -179,11 +200,13 @@ def load_beir(
         row["_id"]: (row.get("text") or "")
         for row in _read_jsonl(queries_path, required=("_id", "text"), text_fields=("text",))
     }
-    qrels_all = _read_qrels(qrels_path)
+    qrels_all = read_qrels(qrels_path)
     known_docs = set(seen_lines)
     qrels: dict[str, dict[str, int]] = {}
     unknown_docs = 0
     for query_id, judged in qrels_all.items():
+        if strict:
+            _check_training_judgments(query_id, judged, all_queries, known_docs, qrels_path, corpus_path)
         if query_id not in all_queries:
             continue
         kept = {doc_id: grade for doc_id, grade in judged.items() if doc_id in known_docs}

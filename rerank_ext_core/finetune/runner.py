@@ -1,0 +1,327 @@
+"""``rerank-ext finetune``: load → carve a dev split → mine negatives → train → pick the best
+checkpoint on dev → save with a model card → before/after on the held-out split.
+
+The test split is never read before the model is saved: checkpoint selection and the "is it
+better than the first stage" verdict use the dev split carved from the training queries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rerank_ext_core._models import resolve_model_path
+from rerank_ext_core._validation import check_number, check_positive_int
+from rerank_ext_core.finetune.data import (
+    Corpus,
+    FinetuneInputError,
+    TrainingGroup,
+    TrainingQuery,
+    load_beir_training,
+    load_chroma_training,
+    load_flag_jsonl,
+    write_flag_jsonl,
+)
+from rerank_ext_core.finetune.mining import MiningSettings, mine_negatives
+from rerank_ext_core.finetune.training import TrainingResult, TrainingSettings, train
+
+__all__ = ["FinetuneConfig", "FinetuneReport", "run_finetune"]
+
+logger = logging.getLogger(__name__)
+
+_CARD_MARKER = "rerank-ext-finetune"
+
+
+@dataclass
+class FinetuneConfig:
+    output_dir: Path
+    base_model: str
+    beir_dir: Path | None = None
+    train_queries: Path | None = None
+    train_qrels: Path | None = None
+    flag_jsonl: Path | None = None
+    chroma_path: Path | None = None
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection: str | None = None
+    chroma_queries: Path | None = None
+    embedding_model: str | None = None
+    mining: MiningSettings = field(default_factory=MiningSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    train_group_size: int = 8
+    dev_fraction: float = 0.1
+    dev_candidates: int = 30
+    evaluate: bool = True
+    eval_top_n: int = 50
+    export_negatives: Path | None = None
+    overwrite: bool = False
+    resume: bool = False
+
+    def validate(self) -> None:
+        sources = [self.beir_dir is not None, self.flag_jsonl is not None, self.chroma_queries is not None]
+        if sum(sources) != 1:
+            msg = "Give exactly one training source: a BEIR folder, a FlagEmbedding JSONL, or a Chroma collection with --chroma-queries."
+            raise ValueError(msg)
+        if self.chroma_queries is not None and (self.collection is None or (self.chroma_path is None) == (self.chroma_host is None)):
+            msg = "--chroma-queries needs --collection and exactly one of --chroma-path or --chroma-host."
+            raise ValueError(msg)
+        check_positive_int("train_group_size", self.train_group_size)
+        if self.train_group_size < 2:
+            msg = f"train_group_size={self.train_group_size} leaves no negative: it counts one positive plus negatives, so pass 2 or more (FlagEmbedding uses 8)."
+            raise ValueError(msg)
+        if self.train_group_size - 1 != self.mining.negatives:
+            msg = f"train_group_size={self.train_group_size} needs {self.train_group_size - 1} negatives per query, but mining is set to {self.mining.negatives}."
+            raise ValueError(msg)
+        check_number("dev_fraction", self.dev_fraction, low=0.0, high=0.5, example="dev_fraction=0.1")
+        check_positive_int("dev_candidates", self.dev_candidates)
+        check_positive_int("eval_top_n", self.eval_top_n)
+
+
+@dataclass
+class FinetuneReport:
+    output_dir: Path
+    training: TrainingResult
+    dev: dict[str, float]
+    """nDCG@10 on the dev split: ``first_stage``, ``base``, ``finetuned``."""
+    better_than_first_stage: bool
+    test: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of the held-out table (stage, nDCG@10, Recall@100, MRR@10), when evaluated."""
+    mined_file: Path | None = None
+
+
+def _check_output(config: FinetuneConfig) -> None:
+    out = config.output_dir
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        card = out / "README.md"
+        ours = card.exists() and _CARD_MARKER in card.read_text(encoding="utf-8", errors="replace")
+        what = "an earlier rerank-ext fine-tune" if ours else "files of another model or program"
+        msg = f"The output folder {out} already holds {what}. Pass --overwrite to replace it, or choose another folder."
+        raise FinetuneInputError(msg)
+
+
+def _open_collection(config: FinetuneConfig) -> Any:
+    import chromadb
+
+    if config.chroma_path is not None:
+        client = chromadb.PersistentClient(path=str(config.chroma_path))
+    else:
+        client = chromadb.HttpClient(host=config.chroma_host, port=config.chroma_port)
+    return client.get_collection(config.collection)
+
+
+def _split_dev(items: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    shuffled = list(items)
+    random.Random(seed).shuffle(shuffled)
+    size = round(len(shuffled) * fraction)
+    if fraction > 0 and len(shuffled) > 1:
+        size = max(1, size)
+    return shuffled[size:], shuffled[:size]
+
+
+def _ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
+    import math
+
+    gains = sum(1.0 / math.log2(rank + 2) for rank, doc in enumerate(ranked[:10]) if doc in relevant)
+    ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(10, len(relevant))))
+    return gains / ideal if ideal else 0.0
+
+
+def _dev_ndcg(dev: list[tuple[str, list[str], list[str]]], scorer: Any | None) -> float:
+    from rerank_ext_core.rerank import rerank
+
+    total = 0.0
+    for query, positives, candidates in dev:
+        order = candidates if scorer is None else [candidates[r.index] for r in rerank(scorer, query, candidates)]
+        total += _ndcg_at_10(order, set(positives))
+    return total / len(dev) if dev else 0.0
+
+
+def _scorer(kind: str, model_dir: str, device: str) -> Any:
+    if kind == "cross-encoder":
+        from rerank_ext_core.cross_encoder import CrossEncoderScorer
+
+        return CrossEncoderScorer(model_dir, backend="sentence-transformers", device=device, max_length=512)
+    from rerank_ext_core.colbert import ColBERTScorer
+
+    return ColBERTScorer(model_dir, device=device)
+
+
+def _data(config: FinetuneConfig) -> tuple[Corpus | None, list[TrainingQuery], list[TrainingGroup], Any]:
+    """Corpus and queries (to mine from), or ready groups (FlagEmbedding JSONL), and a retriever
+    builder for the chosen negative source."""
+    from rerank_ext_core.finetune.retrievers import chroma_retriever, corpus_retriever
+
+    if config.flag_jsonl is not None:
+        return None, [], load_flag_jsonl(config.flag_jsonl), None
+    if config.beir_dir is not None:
+        corpus, queries = load_beir_training(config.beir_dir, queries_file=config.train_queries, qrels_file=config.train_qrels)
+
+        def retriever(source: str) -> Any:
+            depth = max(config.mining.window[1], config.dev_candidates)
+            return corpus_retriever(corpus, source, embedding_model=config.embedding_model, depth=depth)
+
+        return corpus, queries, [], retriever
+    collection = _open_collection(config)
+    corpus, queries = load_chroma_training(collection, config.chroma_queries)
+    from rerank_ext_core.embedding import SentenceTransformerEmbedder
+    from rerank_ext_core.evaluation.runner import default_embedding_model
+    from rerank_ext_core.hybrid import ChromaHybridSearch
+
+    embedder = SentenceTransformerEmbedder(config.embedding_model or default_embedding_model())
+    search = ChromaHybridSearch(collection, embedder=embedder)
+    return corpus, queries, [], lambda source: chroma_retriever(search, source)
+
+
+def run_finetune(config: FinetuneConfig) -> FinetuneReport:
+    config.validate()
+    _check_output(config)
+    base_model = resolve_model_path(config.base_model, purpose="base model")
+    corpus, queries, groups, retriever = _data(config)
+    settings = config.mining
+    if groups:  # FlagEmbedding JSONL: negatives given; dev candidates are each line's own texts
+        groups = [g for g in groups if len(g.negatives) >= settings.negatives] or _too_few(groups, settings.negatives)
+        train_groups, dev_groups = _split_dev(groups, config.dev_fraction, settings.seed)
+        dev = [(g.query, list(g.positives), [*g.negatives, *g.positives]) for g in dev_groups]
+    else:
+        train_queries, dev_queries = _split_dev(queries, config.dev_fraction, settings.seed)
+        train_groups = mine_negatives(train_queries, corpus, retriever(settings.source), settings)
+        first_stage = retriever("hybrid")
+        dev = [
+            (q.text, [corpus.text(i) for i in q.positive_ids],
+             [corpus.text(i) for i in first_stage(q.text, config.dev_candidates)])
+            for q in dev_queries
+        ]
+    mined_file = write_flag_jsonl(train_groups, config.export_negatives) if config.export_negatives else None
+    if not dev:
+        msg = "The dev split is empty: raise dev_fraction or give more training queries (checkpoints are chosen on it)."
+        raise FinetuneInputError(msg)
+
+    out = config.output_dir
+    work_dir = out.parent / f".{out.name}.work"
+    if config.overwrite and out.exists():
+        shutil.rmtree(out)
+    if not config.resume and work_dir.exists():
+        shutil.rmtree(work_dir)
+    model, result = train(
+        train_groups, dev, base_model=base_model, work_dir=work_dir, settings=config.training,
+        train_group_size=config.train_group_size, resume=config.resume,
+    )
+    staging = out.parent / f".{out.name}.saving"
+    if staging.exists():
+        shutil.rmtree(staging)
+    if config.training.kind == "cross-encoder":
+        _restore_inference_length(model, base_model)
+    model.save_pretrained(str(staging))
+    device = config.training.device
+    dev_scores = {
+        "first_stage": _dev_ndcg(dev, None),
+        "base": _dev_ndcg(dev, _scorer(config.training.kind, base_model, device)) if corpus is not None or groups else 0.0,
+        "finetuned": _dev_ndcg(dev, _scorer(config.training.kind, str(staging), device)),
+    }
+    better = dev_scores["finetuned"] > dev_scores["first_stage"]
+    if not better:
+        logger.warning(
+            "The fine-tuned model is NOT better than the first stage on the dev split (nDCG@10 %.4f vs %.4f): "
+            "do not use it as a reranker as it is.", dev_scores["finetuned"], dev_scores["first_stage"],
+        )
+    report = FinetuneReport(out, result, dev_scores, better, mined_file=mined_file)
+    if config.evaluate and config.beir_dir is not None:
+        report.test = _held_out_table(config, base_model, str(staging))
+    _write_card(staging, config, report)
+    if out.exists():  # an empty folder given as the output
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return report
+
+
+def _restore_inference_length(model: Any, base_model: str) -> None:
+    """Training truncates pairs to ``max_length``; the saved reranker keeps the base model's own
+    limit, so ``CrossEncoderReranker(model=OUT)`` loads with its default ``max_length``."""
+    from rerank_ext_core.cross_encoder import model_token_limit
+
+    limit = model_token_limit(base_model) or getattr(model.config, "max_position_embeddings", None)
+    if limit:
+        limit = min(limit, 512)
+        model.tokenizer.model_max_length = limit
+        model.max_seq_length = limit
+
+
+def _too_few(groups: list[TrainingGroup], needed: int) -> list[TrainingGroup]:
+    most = max(len(g.negatives) for g in groups)
+    msg = (
+        f"No line has {needed} negatives (train_group_size - 1); the most any line has is {most}. "
+        "Lower --train-group-size, or add negatives to the JSONL."
+    )
+    raise FinetuneInputError(msg)
+
+
+def _held_out_table(config: FinetuneConfig, base_model: str, finetuned: str) -> list[dict[str, Any]]:
+    """The held-out split (the BEIR folder's queries.jsonl / qrels.tsv), read now, once."""
+    import tempfile
+
+    from rerank_ext_core.evaluation.rerank_stage import RerankerSpec
+    from rerank_ext_core.evaluation.runner import EvalConfig, run_evaluation
+
+    with tempfile.TemporaryDirectory() as scratch:
+        report = run_evaluation(EvalConfig(
+            dataset=Path(config.beir_dir), output_dir=Path(scratch), model=config.embedding_model,
+            rerankers=[RerankerSpec(config.training.kind, base_model), RerankerSpec(config.training.kind, finetuned)],
+            fusion_modes=["dist_based_score"], top_n=config.eval_top_n, progress=False,
+        ))
+    return _table_rows(report)
+
+
+def _table_rows(report: Any) -> list[dict[str, Any]]:
+    rows = []
+    for stage in report.results["stages"]:
+        metrics = stage["metrics"]
+        rows.append({"stage": stage["name"], **{k: metrics[k] for k in ("nDCG@10", "R@100", "RR@10") if k in metrics}})
+    return rows
+
+
+def _write_card(folder: Path, config: FinetuneConfig, report: FinetuneReport) -> None:
+    settings = {
+        "base_model": config.base_model, "kind": config.training.kind,
+        "data": str(config.beir_dir or config.flag_jsonl or f"{config.collection} + {config.chroma_queries}"),
+        "train_group_size": config.train_group_size, "mining": asdict(config.mining),
+        "training": asdict(config.training), "dev_fraction": config.dev_fraction,
+    }
+    verdict = "better" if report.better_than_first_stage else "NOT better"
+    lines = [
+        f"<!-- {_CARD_MARKER} -->",
+        f"# Fine-tuned {config.training.kind} reranker",
+        "",
+        f"Made by `rerank-ext finetune` from `{config.base_model}`. Load it with "
+        f"`CrossEncoderReranker(model=...)` or `ColBERTReranker(model=...)` (LlamaIndex or LangChain).",
+        "",
+        f"On the dev split it is **{verdict} than the first stage**: nDCG@10 first stage "
+        f"{report.dev['first_stage']:.4f}, base model {report.dev['base']:.4f}, fine-tuned {report.dev['finetuned']:.4f}.",
+        "",
+        f"Training: {report.training.steps} steps in {report.training.seconds:.0f} s "
+        f"({report.training.pairs_per_second:.1f} pairs/s); best dev checkpoint {report.training.best_checkpoint}.",
+        "",
+        "## Settings",
+        "```json",
+        json.dumps(settings, indent=2, default=str),
+        "```",
+        "",
+        "## Learning curve",
+        "| step | loss | dev nDCG@10 |",
+        "|---:|---:|---:|",
+        *(f"| {e['step']} | {e.get('loss', '')} | {e.get('dev_ndcg@10', '')} |" for e in report.training.learning_curve),
+    ]
+    if report.test:
+        lines += ["", "## Held-out split", "| stage | nDCG@10 | R@100 | MRR@10 |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['stage']} | {r.get('nDCG@10', 0):.4f} | {r.get('R@100', 0):.4f} | {r.get('RR@10', 0):.4f} |" for r in report.test]
+    (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "finetune.json").write_text(json.dumps({
+        "settings": settings, "dev": report.dev, "better_than_first_stage": report.better_than_first_stage,
+        "training": {k: v for k, v in asdict(report.training).items() if k != "model_dir"}, "test": report.test,
+    }, indent=2, default=str), encoding="utf-8")

@@ -1,0 +1,235 @@
+"""rerank-ext finetune on tiny checkpoints and a planted corpus: mining, inputs, training, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from rerank_ext_core.evaluation.dataset import EvalInputError
+
+from rerank_ext_core.finetune import (
+    Corpus,
+    FinetuneConfig,
+    FinetuneInputError,
+    MiningSettings,
+    TrainingQuery,
+    TrainingSettings,
+    load_beir_training,
+    load_flag_jsonl,
+    mine_negatives,
+    run_finetune,
+    write_flag_jsonl,
+)
+
+ANIMALS = ["zebra", "otter", "falcon", "lynx", "heron", "bison", "gecko", "walrus", "koala", "ibex",
+           "marten", "tapir", "puffin", "oryx", "civet", "dingo"]
+
+
+def planted_corpus() -> tuple[list[dict], list[dict], list[tuple[str, str]]]:
+    """Each query names an animal; its positive is the one document about that animal."""
+    rng = random.Random(0)
+    corpus = [{"_id": f"p{i}", "title": "", "text": f"The {a} is an animal; facts about the {a} and its habitat."}
+              for i, a in enumerate(ANIMALS)]
+    corpus += [{"_id": f"n{i}", "title": "", "text": f"Filler text {i}: where people live, weather, markets and {rng.choice(['rain', 'tax', 'bread'])}."}
+               for i in range(40)]
+    queries = [{"_id": f"q{i}", "text": f"where does the {a} live"} for i, a in enumerate(ANIMALS)]
+    qrels = [(f"q{i}", f"p{i}") for i in range(len(ANIMALS))]
+    return corpus, queries, qrels
+
+
+@pytest.fixture
+def beir(tmp_path):
+    corpus, queries, qrels = planted_corpus()
+    root = tmp_path / "beir"
+    root.mkdir()
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    for name in ("queries.jsonl", "queries_train.jsonl"):
+        (root / name).write_text("".join(json.dumps(q) + "\n" for q in queries))
+    for name in ("qrels.tsv", "qrels_train.tsv"):
+        (root / name).write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
+    return root
+
+
+@pytest.fixture(scope="module")
+def plain_encoder(tmp_path_factory, minilm_path):
+    from tests.checkpoints import build_plain_encoder
+
+    return str(build_plain_encoder(minilm_path, tmp_path_factory.mktemp("plain") / "encoder"))
+
+
+# --------------------------------------------------------------------------------------- mining
+def test_mining_never_returns_a_positive_and_respects_the_window():
+    corpus = Corpus([f"d{i}" for i in range(60)], [f"text {i}" for i in range(60)])
+    ranking = [f"d{i}" for i in range(60)]
+    queries = [TrainingQuery(f"q{i}", f"query {i}", (f"d{i}", f"d{i + 12}")) for i in range(20)]
+    settings = MiningSettings(source="hybrid", window=(10, 30), negatives=5, seed=3)
+    groups = mine_negatives(queries, corpus, lambda query, k: ranking[:k], settings)
+    for query, group in zip(queries, groups):
+        assert not set(group.negative_ids) & set(query.positive_ids)
+        assert all(10 <= int(doc_id[1:]) + 1 <= 30 for doc_id in group.negative_ids)  # 1-based ranks 10-30
+        assert len(set(group.negative_ids)) == 5
+        assert group.positives == tuple(corpus.text(i) for i in query.positive_ids)
+    again = mine_negatives(queries, corpus, lambda query, k: ranking[:k], settings)
+    assert [g.negative_ids for g in again] == [g.negative_ids for g in groups]  # seeded
+
+
+def test_too_few_negatives_says_how_many_and_what_to_change():
+    corpus = Corpus([f"d{i}" for i in range(8)], [f"t{i}" for i in range(8)])
+    query = TrainingQuery("q7", "query", ("d0",))
+    with pytest.raises(FinetuneInputError, match=r"'q7' has only 4 negative\(s\) in ranks 5-8.*train-group-size"):
+        mine_negatives([query], corpus, lambda q, k: [f"d{i}" for i in range(k)], MiningSettings(window=(5, 8), negatives=5))
+
+
+def test_the_teacher_drops_likely_false_negatives():
+    corpus = Corpus(["pos", "twin", "far"], ["cats eat fish", "cats eat fish too", "stock markets"])
+    query = TrainingQuery("q", "what do cats eat", ("pos",))
+
+    class Teacher:
+        def score(self, query, texts):
+            return [float(len(set(query.split()) & set(t.split()))) for t in texts]
+
+    groups = mine_negatives([query], corpus, lambda q, k: ["pos", "twin", "far"][:k],
+                            MiningSettings(window=(1, 3), negatives=1, margin=0.5), teacher=Teacher())
+    assert groups[0].negative_ids == ("far",)  # "twin" scores like the positive: dropped
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def test_flag_jsonl_reads_what_it_writes(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"query": "q", "pos": ["p"], "neg": ["n1", "n2"], "prompt": "Judge:",
+                                "pos_scores": [1.0], "neg_scores": [0.1, 0.2]}) + "\n")
+    groups = load_flag_jsonl(path)
+    assert load_flag_jsonl(write_flag_jsonl(groups, tmp_path / "copy.jsonl")) == groups
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("", r"train.jsonl:2: the line is empty"),
+    ("{not json", r"train.jsonl:2: not valid JSON"),
+    (json.dumps({"query": "q", "pos": [], "neg": ["n"]}), r"train.jsonl:2: the query has no positive"),
+    (json.dumps({"query": "", "pos": ["p"], "neg": []}), r"train.jsonl:2: the field 'query'"),
+    (json.dumps({"query": "q", "pos": ["p"], "neg": ["n"], "neg_scores": [1, 2]}), r"train.jsonl:2: 'neg_scores' must be a list of 1"),
+    (json.dumps(["q", "p"]), r"train.jsonl:2: expected a JSON object"),
+])
+def test_bad_flag_jsonl_lines_are_named(tmp_path, line, message):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"query": "q", "pos": ["p"], "neg": ["n"]}) + "\n" + line + "\n")
+    with pytest.raises(FinetuneInputError, match=message):
+        load_flag_jsonl(path)
+
+
+def test_beir_query_without_positive_and_unknown_positive_are_named(beir):
+    (beir / "qrels_train.tsv").write_text("q0\tp0\t0\n")
+    with pytest.raises(EvalInputError, match="'q0' has no positive"):
+        load_beir_training(beir)
+    (beir / "qrels_train.tsv").write_text("q0\tghost-doc\t1\n")
+    with pytest.raises(EvalInputError, match="'ghost-doc', which is not in"):
+        load_beir_training(beir)
+
+
+def _config(beir, base, out, **overrides) -> FinetuneConfig:
+    training = overrides.pop("training", TrainingSettings(
+        max_steps=12, batch_size=4, learning_rate=5e-4, eval_steps=4, max_length=48, precision="fp32", progress=False,
+    ))
+    mining = overrides.pop("mining", MiningSettings(source="bm25", window=(2, 20), negatives=3))
+    return FinetuneConfig(
+        output_dir=out, base_model=base, beir_dir=beir, embedding_model=None, train_group_size=4,
+        mining=mining, training=training, dev_fraction=0.25, dev_candidates=10, evaluate=False, **overrides,
+    )
+
+
+def test_refused_inputs_leave_no_output_folder(beir, plain_encoder, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(FinetuneInputError, match="ranks 2-3"):
+        run_finetune(_config(beir, plain_encoder, out, mining=MiningSettings(source="bm25", window=(2, 3), negatives=3)))
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    from rerank_ext_core._models import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="not-cached-model"):
+        run_finetune(_config(beir, "someone/not-cached-model", out))
+    assert not out.exists()
+
+
+def test_an_output_folder_holding_another_model_needs_overwrite(beir, plain_encoder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(FinetuneInputError, match="another model.*--overwrite"):
+        run_finetune(_config(beir, plain_encoder, out))
+    assert (out / "config.json").read_text() == "{}"  # untouched
+
+
+# -------------------------------------------------------------------------------------- training
+def test_cross_encoder_training_lowers_the_loss_and_loads_in_both_adapters(beir, plain_encoder, tmp_path):
+    import langchain_rerank_ext as lc
+    import llamaindex_rerank_ext as li
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    out = tmp_path / "ce"
+    training = TrainingSettings(max_steps=60, batch_size=8, learning_rate=2e-3, eval_steps=20, max_length=48,
+                                precision="fp32", progress=False)
+    report = run_finetune(_config(beir, plain_encoder, out, training=training, export_negatives=tmp_path / "mined.jsonl"))
+    card = (out / "README.md").read_text()
+    assert "rerank-ext-finetune" in card and "Learning curve" in card
+    assert json.loads((out / "finetune.json").read_text())["dev"] == report.dev
+    assert len(load_flag_jsonl(tmp_path / "mined.jsonl")[0].negatives) == 3
+    losses = [e["loss"] for e in report.training.learning_curve if "loss" in e]
+    assert report.training.steps == 60 and len(losses) >= 6
+    assert sum(losses[-3:]) < sum(losses[:3])  # training lowered the loss
+    assert not list(tmp_path.glob(".ce.*"))  # no work or staging folder left behind
+
+    texts = ["Filler text 3: where people live, weather, markets and rain.",
+             "The zebra is an animal; facts about the zebra and its habitat.", "Markets and tax."]
+    query = "where does the zebra live"
+    docs = lc.CrossEncoderReranker(model=str(out)).compress_documents([Document(page_content=t) for t in texts], query)
+    assert docs[0].page_content == texts[1]
+    nodes = li.CrossEncoderReranker(model=str(out)).postprocess_nodes(
+        [NodeWithScore(node=TextNode(text=t), score=0.0) for t in texts], query_str=query)
+    assert nodes[0].node.get_content() == texts[1]
+
+
+def test_resume_continues_from_the_saved_step(beir, plain_encoder, tmp_path, monkeypatch):
+    from rerank_ext_core.finetune.data import load_beir_training
+    from rerank_ext_core.finetune.retrievers import corpus_retriever
+    from rerank_ext_core.finetune.training import train
+
+    corpus, queries = load_beir_training(beir)
+    retrieve = corpus_retriever(corpus, "bm25", embedding_model=None, depth=20)
+    groups = mine_negatives(queries, corpus, retrieve, MiningSettings(source="bm25", window=(2, 20), negatives=3))
+    dev = [(q.text, [corpus.text(i) for i in q.positive_ids], [corpus.text(i) for i in retrieve(q.text, 10)]) for q in queries[:4]]
+    settings = dict(batch_size=4, learning_rate=5e-4, eval_steps=2, max_length=48, precision="fp32", progress=False)
+    work = tmp_path / "work"
+    train(groups, dev, base_model=plain_encoder, work_dir=work, settings=TrainingSettings(max_steps=4, **settings), train_group_size=4)
+    assert (work / "checkpoint-4").is_dir()
+    import transformers
+
+    steps_run: list[int] = []
+    original = transformers.Trainer.training_step
+
+    def counting(self, *args, **kwargs):
+        steps_run.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", counting)
+    _, result = train(groups, dev, base_model=plain_encoder, work_dir=work,
+                      settings=TrainingSettings(max_steps=6, **settings), train_group_size=4, resume=True)
+    assert result.steps == 6
+    assert steps_run == [4, 5]  # it went on from step 4 and ran two steps: it did not start over
+
+
+def test_colbert_training_loads_in_both_adapters(beir, plain_encoder, tmp_path):
+    out = tmp_path / "colbert"
+    training = TrainingSettings(kind="colbert", loss="mnrl", max_steps=8, batch_size=4, learning_rate=5e-4,
+                                eval_steps=4, max_length=48, precision="fp32", progress=False)
+    report = run_finetune(_config(beir, plain_encoder, out, training=training))
+    assert report.training.steps == 8
+    import langchain_rerank_ext as lc
+    import llamaindex_rerank_ext as li
+    from langchain_core.documents import Document
+
+    texts = ["Filler text about rain.", "The zebra is an animal; facts about the zebra and its habitat."]
+    assert lc.ColBERTReranker(model=str(out)).compress_documents(
+        [Document(page_content=t) for t in texts], "where does the zebra live")[0].page_content == texts[1]
+    assert li.ColBERTReranker(model=str(out)).scorer.score("zebra habitat", texts)[1] > 0
