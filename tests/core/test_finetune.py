@@ -233,3 +233,35 @@ def test_colbert_training_loads_in_both_adapters(beir, plain_encoder, tmp_path):
     assert lc.ColBERTReranker(model=str(out)).compress_documents(
         [Document(page_content=t) for t in texts], "where does the zebra live")[0].page_content == texts[1]
     assert li.ColBERTReranker(model=str(out)).scorer.score("zebra habitat", texts)[1] > 0
+
+
+def test_chroma_collection_input_mines_from_the_collection(plain_encoder, tmp_path):
+    chromadb = pytest.importorskip("chromadb")
+    from rerank_ext_core.embedding import ChromaEmbeddingFunction
+    from tests.hybrid_fixtures import HashEmbedder
+
+    corpus, queries, qrels = planted_corpus()
+    collection = chromadb.PersistentClient(path=str(tmp_path / "db")).create_collection(
+        "docs", embedding_function=ChromaEmbeddingFunction(HashEmbedder()))
+    collection.add(ids=[d["_id"] for d in corpus], documents=[d["text"] for d in corpus])
+    lines = tmp_path / "train.jsonl"
+    text_of = {q["_id"]: q["text"] for q in queries}
+    lines.write_text("".join(json.dumps({"query": text_of[q], "pos_ids": [d]}) + "\n" for q, d in qrels))
+    config = FinetuneConfig(
+        output_dir=tmp_path / "out", base_model=plain_encoder, chroma_path=tmp_path / "db", collection="docs",
+        chroma_queries=lines, query_embedder=HashEmbedder(), train_group_size=3, mining=MiningSettings(source="bm25", window=(2, 20), negatives=2),
+        training=TrainingSettings(max_steps=4, batch_size=4, eval_steps=2, max_length=48, precision="fp32", progress=False),
+        dev_fraction=0.25, dev_candidates=10, export_negatives=tmp_path / "mined.jsonl",
+    )
+    report = run_finetune(config)
+    assert report.training.steps == 4 and (tmp_path / "out" / "config.json").exists()
+    texts = set(collection.get(include=["documents"])["documents"])
+    for group in load_flag_jsonl(tmp_path / "mined.jsonl"):
+        assert set(group.negatives) <= texts and not set(group.negatives) & set(group.positives)
+
+    lines.write_text(json.dumps({"query": "q", "pos_ids": ["p0"]}) + "\n" + json.dumps({"query": "q", "pos_ids": ["ghost"]}) + "\n")
+    import dataclasses
+
+    with pytest.raises(FinetuneInputError, match=r"train.jsonl:2: the positive id 'ghost' is not in the collection"):
+        run_finetune(dataclasses.replace(config, output_dir=tmp_path / "second"))
+    assert not (tmp_path / "second").exists()
