@@ -216,16 +216,17 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
         train_groups, dev, base_model=base_model, work_dir=work_dir, settings=config.training,
         train_group_size=config.train_group_size, resume=config.resume,
     )
-    staging = out.parent / f".{out.name}.saving"
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging_root = out.parent / f".{out.name}.saving"
+    if staging_root.exists():
+        shutil.rmtree(staging_root)
+    staging = staging_root / out.name  # the held-out table labels the model by its folder's name
     if config.training.kind == "cross-encoder":
         _restore_inference_length(model, base_model)
     model.save_pretrained(str(staging))
     device = config.training.device
     dev_scores = {
         "first_stage": _dev_ndcg(dev, None),
-        "base": _dev_ndcg(dev, _scorer(config.training.kind, base_model, device)) if corpus is not None or groups else 0.0,
+        "base": _dev_ndcg(dev, _scorer(config.training.kind, base_model, device)),
         "finetuned": _dev_ndcg(dev, _scorer(config.training.kind, str(staging), device)),
     }
     better = dev_scores["finetuned"] > dev_scores["first_stage"]
@@ -241,6 +242,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
     if out.exists():  # an empty folder given as the output
         shutil.rmtree(out)
     os.replace(staging, out)
+    shutil.rmtree(staging_root, ignore_errors=True)
     shutil.rmtree(work_dir, ignore_errors=True)
     return report
 
