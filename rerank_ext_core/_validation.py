@@ -7,8 +7,9 @@ internal code then trusts without checking again.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 __all__ = [
@@ -28,14 +29,25 @@ __all__ = [
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer, numpy's included; never a bool."""
+    return isinstance(value, Integral) and not isinstance(value, (bool, _numpy_bools()))
+
+
+def _numpy_bools() -> tuple[type, ...]:
+    numpy = sys.modules.get("numpy")
+    return (numpy.bool_,) if numpy is not None else ()
+
+
+def _is_real(value: Any) -> bool:
+    """A real number, numpy's included; never a bool."""
+    return isinstance(value, Real) and not isinstance(value, (bool, _numpy_bools()))
 
 
 def check_positive_int(name: str, value: Any) -> int:
     if not _is_int(value) or value < 1:
         msg = f"{name}={value!r} is invalid: pass a positive integer (e.g. {name}=10)."
         raise ValueError(msg)
-    return value
+    return int(value)
 
 
 def check_optional_positive_int(name: str, value: Any, *, none_means: str) -> int | None:
@@ -45,21 +57,21 @@ def check_optional_positive_int(name: str, value: Any, *, none_means: str) -> in
     if not _is_int(value) or value < 1:
         msg = f"{name}={value!r} is invalid: pass a positive integer, or None to {none_means}."
         raise ValueError(msg)
-    return value
+    return int(value)
 
 
 def check_non_negative_int(name: str, value: Any) -> int:
     if not _is_int(value) or value < 0:
         msg = f"{name}={value!r} is invalid: pass an integer >= 0."
         raise ValueError(msg)
-    return value
+    return int(value)
 
 
 def check_number(
     name: str, value: Any, *, low: float | None = None, high: float | None = None, example: str | None = None
 ) -> float:
     """A finite real number within ``[low, high]`` (either bound may be open-ended)."""
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    is_number = _is_real(value) and math.isfinite(value)
     if not is_number or (low is not None and value < low) or (high is not None and value > high):
         if low is not None and high is not None:
             bounds = f"a number between {low} and {high}"
@@ -110,11 +122,15 @@ def check_text(name: str, value: Any) -> str:
 
 
 def check_items(name: str, values: Any, item_type: type | tuple[type, ...], type_name: str) -> list[Any]:
-    """A sequence (not a string) whose items are all ``item_type``; the error names the first
-    bad item. Documents to score, an adapter's Documents or nodes."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+    """A list of ``item_type`` from any iterable that is not a string or a mapping (a list, a
+    tuple, a numpy array, dict keys); the error names the first bad item."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
         msg = f"{name} must be a list of {type_name}s, got {type(values).__name__}."
         raise TypeError(msg)
+    values = list(values)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and item_type is str:  # numpy string scalars are str subclasses already
+        values = [str(v) if isinstance(v, numpy.str_) else v for v in values]
     for position, value in enumerate(values):
         if not isinstance(value, item_type):
             msg = f"{name}[{position}] must be a {type_name}, got {type(value).__name__} ({value!r:.60})."
@@ -141,14 +157,18 @@ def check_ranked_lists(ranked: Any) -> dict[str, list[tuple[str, float]]]:
             raise TypeError(msg)
         checked[side] = []
         for pair in pairs:
-            if not isinstance(pair, Sequence) or isinstance(pair, (str, bytes)) or len(pair) != 2:
+            try:
+                doc_id, score = pair
+            except (TypeError, ValueError):
+                msg = f"side {side!r} has the item {pair!r:.60}; each item must be an (id, score) pair."
+                raise TypeError(msg) from None
+            if isinstance(pair, (str, bytes)):
                 msg = f"side {side!r} has the item {pair!r:.60}; each item must be an (id, score) pair."
                 raise TypeError(msg)
-            doc_id, score = pair
-            if not isinstance(doc_id, str):
-                msg = f"side {side!r} has the id {doc_id!r:.60}; ids must be strings."
+            if not isinstance(doc_id, (str, Integral)) or isinstance(doc_id, bool):
+                msg = f"side {side!r} has the id {doc_id!r:.60}; ids must be strings (or integers)."
                 raise TypeError(msg)
-            if isinstance(score, bool) or not isinstance(score, Real) or not math.isfinite(score):
+            if not _is_real(score) or not math.isfinite(score):
                 msg = f"side {side!r} gave document {doc_id!r} the score {score!r}; scores must be finite numbers (not NaN or infinite)."
                 raise ValueError(msg)
             checked[side].append((doc_id, float(score)))
@@ -169,7 +189,7 @@ def check_weights(weights: Mapping[str, float] | None, sides: Sequence[str]) -> 
     checked: dict[str, float] = {}
     for side in sides:
         value = weights.get(side, 0.0)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if not _is_real(value) or not math.isfinite(value):
             msg = f"weight {side}={value!r} is not a finite number; pass a number >= 0."
             raise ValueError(msg)
         if value < 0:

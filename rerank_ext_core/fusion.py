@@ -78,7 +78,7 @@ def _combine(
             ranks.setdefault(doc_id, {})[side] = rank
     order = sorted(
         fused,
-        key=lambda doc_id: (-fused[doc_id], min(ranks[doc_id].values()), doc_id),
+        key=lambda doc_id: (-fused[doc_id], min(ranks[doc_id].values()), str(doc_id)),
     )
     return [
         FusedResult(id=doc_id, score=fused[doc_id], side_scores=scores[doc_id], side_ranks=ranks[doc_id])

@@ -302,8 +302,10 @@ class BM25Mirror:
             request["metadatas"] = [dict(m) if m else None for m in metadatas]
         if embeddings is not None:
             request["embeddings"] = [list(map(float, e)) for e in embeddings]
-        chroma.call(self.collection, f"{method} documents", getattr(self.collection, method), **request)
+        # The lock spans the Chroma write and the index update, so two writers of one id can't
+        # leave Chroma holding one's text and BM25 the other's.
         with self._lock:
+            chroma.call(self.collection, f"{method} documents", getattr(self.collection, method), **request)
             if documents is not None:
                 skipped = set(self.index.upsert(ids, list(documents)))
                 self._state.skipped_ids = (self._state.skipped_ids - set(ids)) | skipped
@@ -325,10 +327,10 @@ class BM25Mirror:
         if not targets:
             return
         ordered = sorted(targets)
-        for start in range(0, len(ordered), self.page_size):
-            batch = ordered[start : start + self.page_size]
-            chroma.call(self.collection, "deleting documents", self.collection.delete, ids=batch)
         with self._lock:
+            for start in range(0, len(ordered), self.page_size):
+                batch = ordered[start : start + self.page_size]
+                chroma.call(self.collection, "deleting documents", self.collection.delete, ids=batch)
             self.index.remove(ordered)
             self._state.known_ids.difference_update(ordered)
             self._state.skipped_ids.difference_update(ordered)

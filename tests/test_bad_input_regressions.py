@@ -96,7 +96,7 @@ def test_core_scorer_options_are_not_silently_coerced(cross_encoder_path, option
     ({"dense": None}, "side 'dense'"),
     ({"dense": [("a", float("inf"))]}, "finite"),
     ({"dense": [("a", "0.5")]}, "finite"),
-    ({"dense": [(1, 0.5)]}, "ids must be strings"),
+    ({"dense": [(1.5, 0.5)]}, "ids must be strings"),
     ({"dense": [("a",)]}, r"\(id, score\) pair"),
     ([("a", 1.0)], "ranked must be a dict"),
 ])
@@ -167,3 +167,15 @@ def test_an_invalid_chroma_filter_is_named_at_construction_in_both_adapters_and_
         li.ChromaHybridRetriever(hybrid, where=where, where_document=where_document)
     with pytest.raises(ValueError, match=f"{name}=.* is not a valid Chroma filter"):
         lc.ChromaHybridRetriever(search=hybrid, where=where, where_document=where_document)
+
+
+def test_numpy_values_are_accepted_where_python_ones_are(hybrid):
+    import numpy as np
+
+    hybrid.add(np.array(["n1", "n2"]), np.array(["Narwhals have tusks.", "Newts are amphibians."]))
+    assert {"n1", "n2"} <= set(hybrid.index.ids()) and {"n1", "n2"} <= set(hybrid.collection.get(include=[])["ids"])
+    hits = hybrid.query("narwhals tusks", k=np.int64(2), candidates=np.int64(5),
+                        weights={"dense": np.float32(0.3), "sparse": np.float32(0.7)})
+    assert hits[0].id == "n1" and len(hits) == 2
+    fused = fuse({"dense": [(1, np.float32(0.5)), ("b", 0.25)], "sparse": np.array([["b", "0.5"]], dtype=object)[:0]})
+    assert [r.id for r in fused] == [1, "b"]
