@@ -35,7 +35,10 @@ class _RerankCompressor(RerankerFields, BaseDocumentCompressor):
         self, documents: Sequence[Document], query: str, callbacks: Optional[Callbacks] = None
     ) -> Sequence[Document]:
         documents = check_items("documents", documents, Document, "langchain Document")
-        ranked = self._rank(query, [doc.page_content for doc in documents])
+        ranked = self._rank(
+            query, [doc.page_content for doc in documents],
+            [doc.metadata.get(RELEVANCE_SCORE_KEY) for doc in documents],
+        )
         return [_reranked_document(documents[r.index], r.score, self.keep_retrieval_score) for r in ranked]
 
     async def acompress_documents(

@@ -72,7 +72,7 @@ class _RerankPostprocessor(RerankerFields, BaseNodePostprocessor):
                 },
             ) as event:
                 texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
-                ranked: list[RankedText] = self._rank(query_bundle.query_str, texts)
+                ranked: list[RankedText] = self._rank(query_bundle.query_str, texts, [n.score for n in nodes])
                 reranked = [_reranked_node(nodes[r.index], r.score, self.keep_retrieval_score) for r in ranked]
                 event.on_end(payload={EventPayload.NODES: reranked})
         finally:

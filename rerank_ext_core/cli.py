@@ -67,6 +67,10 @@ def _add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
                                "default, dist_based_score, when evaluated, else the first --fusion mode)")
     evaluate.add_argument("--top-n", type=_positive_int, default=100,
                           help="candidates per query given to each reranker (default: 100)")
+    evaluate.add_argument("--first-stage-weight", type=float, action="append", default=None, metavar="W",
+                          help="also report each reranker blended with the first-stage score: "
+                               "(1 - W) * reranker + W * first stage, min-max normalised per query; "
+                               "repeat for several (0, the reranker alone, is always reported)")
     evaluate.add_argument("--k", type=_positive_int, default=100,
                           help="documents retrieved per query by each first stage (default: 100)")
     evaluate.add_argument("--colbert-cache-mb", type=_positive_int, default=2048,
@@ -97,6 +101,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             fusion_modes=[mode.strip() for mode in args.fusion.split(",") if mode.strip()],
             rerank_from=args.rerank_from,
             top_n=args.top_n,
+            first_stage_weights=[0.0, *(args.first_stage_weight or [])],
             colbert_cache_megabytes=args.colbert_cache_mb,
             k=args.k,
             cache_dir=args.cache_dir,

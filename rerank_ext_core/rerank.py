@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -12,7 +13,16 @@ from rerank_ext_core._validation import check_number, check_optional_positive_in
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RankedText", "Scorer", "check_threshold_in_bounds", "rerank", "validate_score_threshold", "validate_top_n"]
+__all__ = [
+    "RankedText",
+    "Scorer",
+    "blend_with_first_stage",
+    "check_threshold_in_bounds",
+    "rerank",
+    "validate_first_stage_weight",
+    "validate_score_threshold",
+    "validate_top_n",
+]
 
 
 @runtime_checkable
@@ -36,6 +46,53 @@ def validate_score_threshold(score_threshold: float | None) -> float | None:
     if score_threshold is None:
         return None
     return check_number("score_threshold", score_threshold, example="score_threshold=0.5, or None for no threshold")
+
+
+def validate_first_stage_weight(first_stage_weight: float) -> float:
+    return check_number(
+        "first_stage_weight", first_stage_weight, low=0.0, high=1.0,
+        example="first_stage_weight=0.3 (0 ranks by the reranker alone, 1 keeps the first-stage order)",
+    )
+
+
+def _min_max(values: Sequence[float]) -> list[float]:
+    low, high = min(values), max(values)
+    if high == low:
+        return [1.0] * len(values)
+    return [(value - low) / (high - low) for value in values]
+
+
+def blend_with_first_stage(
+    scores: Sequence[float], first_stage_scores: Sequence[float | None] | None, weight: float
+) -> list[float]:
+    """``(1 - weight) * reranker + weight * first stage``, each min-max normalised over the
+    candidates of this query, so the two scales never matter.
+
+    ``first_stage_scores`` are the retriever's scores in the candidates' order. When they are
+    missing, or any is not a finite number, the first stage counts by position instead: the first
+    candidate 1, the last 0 (the input order is the first-stage ranking). A NaN reranker score
+    stays NaN, so it still ranks last.
+    """
+    if not scores or weight == 0.0:
+        return [float(s) for s in scores]
+    size = len(scores)
+    usable = first_stage_scores is not None and len(first_stage_scores) == size and all(
+        isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) for s in first_stage_scores
+    )
+    if usable:
+        first = _min_max([float(s) for s in first_stage_scores])  # type: ignore[union-attr, arg-type]
+    else:
+        first = [1.0 - position / max(1, size - 1) for position in range(size)]
+    finite = [float(s) for s in scores if math.isfinite(s)]
+    own = _min_max(finite) if finite else []
+    normalised = iter(own)
+    blended = []
+    for score, first_score in zip(scores, first):
+        if not math.isfinite(score):
+            blended.append(float(score))
+            continue
+        blended.append((1.0 - weight) * next(normalised) + weight * first_score)
+    return blended
 
 
 def check_threshold_in_bounds(score_threshold: float | None, scorer: Scorer) -> float | None:
@@ -68,8 +125,14 @@ def rerank(
     *,
     top_n: int | None = None,
     score_threshold: float | None = None,
+    first_stage_scores: Sequence[float | None] | None = None,
+    first_stage_weight: float = 0.0,
 ) -> list[RankedText]:
     """Score ``texts`` against ``query`` and return them best first.
+
+    With ``first_stage_weight`` above 0 the returned score blends the reranker's score with the
+    first stage's (:func:`blend_with_first_stage`); ``score_threshold`` still applies to the
+    reranker's own score, on its documented scale.
 
     Empty input, or a blank (empty or whitespace) query, returns ``[]`` without calling the
     scorer: with no question, no text is relevant. ``top_n`` larger than the number of texts
@@ -78,6 +141,7 @@ def rerank(
     """
     top_n = validate_top_n(top_n)
     score_threshold = check_threshold_in_bounds(validate_score_threshold(score_threshold), scorer)
+    first_stage_weight = validate_first_stage_weight(first_stage_weight)
     query = check_text("query", query)
     texts = check_texts("texts", texts)
     if not texts:
@@ -89,9 +153,11 @@ def rerank(
     if len(scores) != len(texts):
         msg = f"{type(scorer).__name__} returned {len(scores)} scores for {len(texts)} texts."
         raise RuntimeError(msg)
-    ranked = sorted(((i, float(s)) for i, s in enumerate(scores)), key=_sort_key)
-    if score_threshold is not None:
-        ranked = [(i, s) for i, s in ranked if s >= score_threshold]
+    scores = [float(s) for s in scores]
+    kept = range(len(scores)) if score_threshold is None else [i for i, s in enumerate(scores) if s >= score_threshold]
+    if first_stage_weight:
+        scores = blend_with_first_stage(scores, first_stage_scores, first_stage_weight)
+    ranked = sorted(((i, scores[i]) for i in kept), key=_sort_key)
     if top_n is not None:
         ranked = ranked[:top_n]
     return [RankedText(i, s) for i, s in ranked]

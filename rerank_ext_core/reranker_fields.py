@@ -25,6 +25,7 @@ from rerank_ext_core.rerank import (
     Scorer,
     check_threshold_in_bounds,
     rerank,
+    validate_first_stage_weight,
     validate_score_threshold,
     validate_top_n,
 )
@@ -45,6 +46,14 @@ class RerankerFields(BaseModel):
     score_threshold: Optional[float] = Field(
         default=None, description="Drop candidates scoring below this (on the scorer's documented scale)."
     )
+    first_stage_weight: float = Field(
+        default=0.0,
+        description=(
+            "Blend the first-stage (retriever) score into the returned score: (1 - w) * reranker + w * first "
+            "stage, each min-max normalised per query; 0 ranks by the reranker alone. `rerank-ext finetune` "
+            "picks w on its dev split and prints it."
+        ),
+    )
     keep_retrieval_score: bool = Field(
         default=True,
         description="Keep the first-stage score in metadata['retrieval_score'] beside the new score.",
@@ -58,6 +67,11 @@ class RerankerFields(BaseModel):
     @classmethod
     def _check_top_n(cls, value: Optional[int]) -> Optional[int]:
         return validate_top_n(value)
+
+    @field_validator("first_stage_weight")
+    @classmethod
+    def _check_first_stage_weight(cls, value: float) -> float:
+        return validate_first_stage_weight(value)
 
     @field_validator("score_threshold")
     @classmethod
@@ -79,8 +93,13 @@ class RerankerFields(BaseModel):
     def scorer(self) -> Scorer:
         return self._scorer
 
-    def _rank(self, query: str, texts: Sequence[str]) -> list[RankedText]:
-        return rerank(self._scorer, query, texts, top_n=self.top_n, score_threshold=self.score_threshold)
+    def _rank(
+        self, query: str, texts: Sequence[str], first_stage_scores: Sequence[float | None] | None = None
+    ) -> list[RankedText]:
+        return rerank(
+            self._scorer, query, texts, top_n=self.top_n, score_threshold=self.score_threshold,
+            first_stage_scores=first_stage_scores, first_stage_weight=self.first_stage_weight,
+        )
 
 
 def _argument_docs(docstring: str) -> dict[str, str]:

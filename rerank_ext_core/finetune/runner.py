@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -20,6 +21,7 @@ from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._validation import check_number, check_positive_int
 from rerank_ext_core.finetune.data import (
     Corpus,
+    DevQuery,
     FinetuneInputError,
     TrainingGroup,
     TrainingQuery,
@@ -31,7 +33,7 @@ from rerank_ext_core.finetune.data import (
 from rerank_ext_core.finetune.mining import MiningSettings, mine_negatives
 from rerank_ext_core.finetune.training import TrainingResult, TrainingSettings, train
 
-__all__ = ["FinetuneConfig", "FinetuneReport", "run_finetune"]
+__all__ = ["FIRST_STAGE_WEIGHT_GRID", "FinetuneConfig", "FinetuneReport", "run_finetune", "usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class FinetuneConfig:
     query_embedder: Any = None
     """For a Chroma collection, an embedder object to use instead of ``embedding_model``."""
     mining: MiningSettings = field(default_factory=MiningSettings)
+    teacher: str | None = None
+    """``KIND:MODEL`` (as ``rerank-ext eval --reranker``): scores the mined groups for distillation
+    (``loss="margin-mse"``) and, with ``mining.margin``, drops likely false negatives."""
     training: TrainingSettings = field(default_factory=TrainingSettings)
     train_group_size: int = 8
     dev_fraction: float = 0.1
@@ -85,6 +90,12 @@ class FinetuneConfig:
         check_number("dev_fraction", self.dev_fraction, low=0.0, high=0.5, example="dev_fraction=0.1")
         check_positive_int("dev_candidates", self.dev_candidates)
         check_positive_int("eval_top_n", self.eval_top_n)
+        if self.mining.margin is not None and self.teacher is None:
+            msg = "A false-negative margin needs a teacher to score the negatives: pass --teacher KIND:MODEL, or drop the margin."
+            raise ValueError(msg)
+        if self.teacher is not None and self.flag_jsonl is not None:
+            msg = "--teacher scores negatives mined here; a FlagEmbedding JSONL brings its own (pos_scores/neg_scores)."
+            raise ValueError(msg)
 
 
 @dataclass
@@ -92,8 +103,11 @@ class FinetuneReport:
     output_dir: Path
     training: TrainingResult
     dev: dict[str, float]
-    """nDCG@10 on the dev split: ``first_stage``, ``base``, ``finetuned``."""
+    """nDCG@10 on the dev split: ``first_stage``, ``base``, ``finetuned`` (each reranker alone), and
+    ``base_blended`` / ``finetuned_blended`` (blended with the first stage at the weight chosen on dev)."""
     better_than_first_stage: bool
+    first_stage_weights: dict[str, float] = field(default_factory=dict)
+    """The ``first_stage_weight`` chosen on the dev split for ``base`` and ``finetuned``."""
     test: list[dict[str, Any]] = field(default_factory=list)
     """Rows of the held-out table (stage, nDCG@10, Recall@100, MRR@10), when evaluated."""
     mined_file: Path | None = None
@@ -136,14 +150,45 @@ def _ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
     return gains / ideal if ideal else 0.0
 
 
-def _dev_ndcg(dev: list[tuple[str, list[str], list[str]]], scorer: Any | None) -> float:
+FIRST_STAGE_WEIGHT_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
+"""The weights tried on the dev split; 1.0 (the first stage alone) is what the reranker is compared with."""
+
+
+def _dev_raw_scores(dev: list[DevQuery], scorer: Any) -> list[list[float]]:
     from rerank_ext_core.rerank import rerank
 
+    raw_scores = []
+    for item in dev:
+        scores = [math.nan] * len(item.candidates)
+        for ranked in rerank(scorer, item.query, item.candidates):
+            scores[ranked.index] = ranked.score
+        raw_scores.append(scores)
+    return raw_scores
+
+
+def _dev_ndcg(dev: list[DevQuery], raw_scores: list[list[float]] | None, weight: float = 0.0) -> float:
+    """Mean nDCG@10 over ``dev``: the first-stage order when ``raw_scores`` is None, else the
+    reranker's scores blended with the first stage's at ``weight``."""
+    from rerank_ext_core.rerank import blend_with_first_stage
+
     total = 0.0
-    for query, positives, candidates in dev:
-        order = candidates if scorer is None else [candidates[r.index] for r in rerank(scorer, query, candidates)]
-        total += _ndcg_at_10(order, set(positives))
+    for position, item in enumerate(dev):
+        order = item.candidates
+        if raw_scores is not None:
+            blended = blend_with_first_stage(raw_scores[position], item.first_stage_scores, weight)
+            ranked = sorted(range(len(order)), key=lambda i: (-blended[i] if blended[i] == blended[i] else math.inf, i))
+            order = [order[i] for i in ranked]
+        total += _ndcg_at_10(order, set(item.positives))
     return total / len(dev) if dev else 0.0
+
+
+def _best_weight(dev: list[DevQuery], raw_scores: list[list[float]]) -> tuple[float, float]:
+    """``(weight, nDCG@10)`` of the best blend on dev; 0 when the candidates have no first-stage
+    ranking (FlagEmbedding JSONL lines). Ties go to the smaller weight."""
+    if any(item.first_stage_scores is None for item in dev):
+        return 0.0, _dev_ndcg(dev, raw_scores)
+    scored = [(weight, _dev_ndcg(dev, raw_scores, weight)) for weight in FIRST_STAGE_WEIGHT_GRID]
+    return max(scored, key=lambda pair: (pair[1], -pair[0]))
 
 
 def _scorer(kind: str, model_dir: str, device: str) -> Any:
@@ -191,16 +236,17 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
     if groups:  # FlagEmbedding JSONL: negatives given; dev candidates are each line's own texts
         groups = [g for g in groups if len(g.negatives) >= settings.negatives] or _too_few(groups, settings.negatives)
         train_groups, dev_groups = _split_dev(groups, config.dev_fraction, settings.seed)
-        dev = [(g.query, list(g.positives), [*g.negatives, *g.positives]) for g in dev_groups]
+        dev = [DevQuery(g.query, list(g.positives), [*g.negatives, *g.positives]) for g in dev_groups]
     else:
         train_queries, dev_queries = _split_dev(queries, config.dev_fraction, settings.seed)
-        train_groups = mine_negatives(train_queries, corpus, retriever(settings.source), settings)
+        teacher = _teacher(config.teacher, config.training.device)
+        train_groups = mine_negatives(train_queries, corpus, retriever(settings.source), settings, teacher=teacher)
         first_stage = retriever("hybrid")
-        dev = [
-            (q.text, [corpus.text(i) for i in q.positive_ids],
-             [corpus.text(i) for i in first_stage(q.text, config.dev_candidates)])
-            for q in dev_queries
-        ]
+        dev = []
+        for q in dev_queries:
+            hits = first_stage(q.text, config.dev_candidates)
+            dev.append(DevQuery(q.text, [corpus.text(i) for i in q.positive_ids],
+                                [corpus.text(doc_id) for doc_id, _ in hits], [score for _, score in hits]))
     mined_file = write_flag_jsonl(train_groups, config.export_negatives) if config.export_negatives else None
     if not dev:
         msg = "The dev split is empty: raise dev_fraction or give more training queries (checkpoints are chosen on it)."
@@ -224,20 +270,22 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
         _restore_inference_length(model, base_model)
     model.save_pretrained(str(staging))
     device = config.training.device
-    dev_scores = {
-        "first_stage": _dev_ndcg(dev, None),
-        "base": _dev_ndcg(dev, _scorer(config.training.kind, base_model, device)),
-        "finetuned": _dev_ndcg(dev, _scorer(config.training.kind, str(staging), device)),
-    }
-    better = dev_scores["finetuned"] > dev_scores["first_stage"]
+    dev_scores = {"first_stage": _dev_ndcg(dev, None)}
+    weights: dict[str, float] = {}
+    for name, model_dir in (("base", base_model), ("finetuned", str(staging))):
+        raw_scores = _dev_raw_scores(dev, _scorer(config.training.kind, model_dir, device))
+        dev_scores[name] = _dev_ndcg(dev, raw_scores)
+        weights[name], dev_scores[f"{name}_blended"] = _best_weight(dev, raw_scores)
+    better = dev_scores["finetuned_blended"] > dev_scores["first_stage"]
     if not better:
         logger.warning(
-            "The fine-tuned model is NOT better than the first stage on the dev split (nDCG@10 %.4f vs %.4f): "
-            "do not use it as a reranker as it is.", dev_scores["finetuned"], dev_scores["first_stage"],
+            "The fine-tuned model is NOT better than the first stage on the dev split (nDCG@10 %.4f, %.4f "
+            "blended with the first stage, vs %.4f): do not use it as a reranker as it is.",
+            dev_scores["finetuned"], dev_scores["finetuned_blended"], dev_scores["first_stage"],
         )
-    report = FinetuneReport(out, result, dev_scores, better, mined_file=mined_file)
+    report = FinetuneReport(out, result, dev_scores, better, first_stage_weights=weights, mined_file=mined_file)
     if config.evaluate and config.beir_dir is not None:
-        report.test = _held_out_table(config, base_model, str(staging))
+        report.test = _held_out_table(config, base_model, str(staging), sorted(set(weights.values())))
     _write_card(staging, config, report)
     if out.exists():  # an empty folder given as the output
         shutil.rmtree(out)
@@ -268,7 +316,24 @@ def _too_few(groups: list[TrainingGroup], needed: int) -> list[TrainingGroup]:
     raise FinetuneInputError(msg)
 
 
-def _held_out_table(config: FinetuneConfig, base_model: str, finetuned: str) -> list[dict[str, Any]]:
+def usage(kind: str, first_stage_weight: float, model: str = "OUT") -> str:
+    """How to load the result, with the blend weight chosen on dev."""
+    name = "CrossEncoderReranker" if kind == "cross-encoder" else "ColBERTReranker"
+    blend = f", first_stage_weight={first_stage_weight:g}" if first_stage_weight else ""
+    return f"{name}(model={model!r}{blend})"
+
+
+def _teacher(spec: str | None, device: str) -> Any:
+    if spec is None:
+        return None
+    from rerank_ext_core.evaluation.rerank_stage import build_scorer, parse_reranker_spec
+
+    return build_scorer(parse_reranker_spec(spec), device=device)
+
+
+def _held_out_table(
+    config: FinetuneConfig, base_model: str, finetuned: str, first_stage_weights: list[float]
+) -> list[dict[str, Any]]:
     """The held-out split (the BEIR folder's queries.jsonl / qrels.tsv), read now, once."""
     import tempfile
 
@@ -280,6 +345,7 @@ def _held_out_table(config: FinetuneConfig, base_model: str, finetuned: str) -> 
             dataset=Path(config.beir_dir), output_dir=Path(scratch), model=config.embedding_model,
             rerankers=[RerankerSpec(config.training.kind, base_model), RerankerSpec(config.training.kind, finetuned)],
             fusion_modes=["dist_based_score"], top_n=config.eval_top_n, progress=False,
+            first_stage_weights=[0.0, *first_stage_weights],
         ))
     return _table_rows(report)
 
@@ -297,18 +363,21 @@ def _write_card(folder: Path, config: FinetuneConfig, report: FinetuneReport) ->
         "base_model": config.base_model, "kind": config.training.kind,
         "data": str(config.beir_dir or config.flag_jsonl or f"{config.collection} + {config.chroma_queries}"),
         "train_group_size": config.train_group_size, "mining": asdict(config.mining),
-        "training": asdict(config.training), "dev_fraction": config.dev_fraction,
+        "training": asdict(config.training), "dev_fraction": config.dev_fraction, "teacher": config.teacher,
     }
     verdict = "better" if report.better_than_first_stage else "NOT better"
     lines = [
         f"<!-- {_CARD_MARKER} -->",
         f"# Fine-tuned {config.training.kind} reranker",
         "",
-        f"Made by `rerank-ext finetune` from `{config.base_model}`. Load it with "
-        f"`CrossEncoderReranker(model=...)` or `ColBERTReranker(model=...)` (LlamaIndex or LangChain).",
+        f"Made by `rerank-ext finetune` from `{config.base_model}`. Load it in LlamaIndex or LangChain with "
+        f"`{usage(config.training.kind, report.first_stage_weights.get('finetuned', 0.0))}`.",
         "",
         f"On the dev split it is **{verdict} than the first stage**: nDCG@10 first stage "
-        f"{report.dev['first_stage']:.4f}, base model {report.dev['base']:.4f}, fine-tuned {report.dev['finetuned']:.4f}.",
+        f"{report.dev['first_stage']:.4f}, base model {report.dev['base']:.4f}, fine-tuned {report.dev['finetuned']:.4f}; "
+        f"blended with the first stage (weight chosen on dev) base {report.dev['base_blended']:.4f} "
+        f"(w={report.first_stage_weights.get('base', 0.0):g}), fine-tuned {report.dev['finetuned_blended']:.4f} "
+        f"(w={report.first_stage_weights.get('finetuned', 0.0):g}).",
         "",
         f"Training: {report.training.steps} steps in {report.training.seconds:.0f} s "
         f"({report.training.pairs_per_second:.1f} pairs/s); best dev checkpoint {report.training.best_checkpoint}.",
@@ -328,6 +397,7 @@ def _write_card(folder: Path, config: FinetuneConfig, report: FinetuneReport) ->
         lines += [f"| {r['stage']} | {r.get('nDCG@10', 0):.4f} | {r.get('R@100', 0):.4f} | {r.get('RR@10', 0):.4f} |" for r in report.test]
     (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / "finetune.json").write_text(json.dumps({
-        "settings": settings, "dev": report.dev, "better_than_first_stage": report.better_than_first_stage,
+        "settings": settings, "dev": report.dev, "first_stage_weights": report.first_stage_weights,
+        "better_than_first_stage": report.better_than_first_stage,
         "training": {k: v for k, v in asdict(report.training).items() if k != "model_dir"}, "test": report.test,
     }, indent=2, default=str), encoding="utf-8")

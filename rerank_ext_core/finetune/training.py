@@ -18,15 +18,17 @@ from typing import Any
 
 from rerank_ext_core._optional import require
 from rerank_ext_core._validation import check_choice, check_number, check_positive_int
-from rerank_ext_core.finetune.data import TrainingGroup
+from rerank_ext_core.finetune.data import FinetuneInputError, TrainingGroup
 
 __all__ = ["CROSS_ENCODER_LOSSES", "KINDS", "TrainingSettings", "TrainingResult", "train"]
 
 logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("cross-encoder", "colbert")
-CROSS_ENCODER_LOSSES: tuple[str, ...] = ("bce", "mnrl", "lambda", "listnet")
-COLBERT_LOSSES: tuple[str, ...] = ("mnrl",)
+CROSS_ENCODER_LOSSES: tuple[str, ...] = ("bce", "mnrl", "lambda", "listnet", "margin-mse")
+COLBERT_LOSSES: tuple[str, ...] = ("mnrl", "margin-mse")
+DISTILLATION_LOSSES: tuple[str, ...] = ("margin-mse",)
+"""Losses that learn a teacher's scores (``pos_scores``/``neg_scores``) rather than binary labels."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,19 @@ def _rows(groups: Sequence[TrainingGroup], loss: str, negatives: int) -> list[di
             if loss == "bce":
                 rows.append({"query": group.query, "document": positive, "label": 1.0})
                 rows.extend({"query": group.query, "document": neg, "label": 0.0} for neg in negs)
+            elif loss == "margin-mse":
+                if group.pos_scores is None or group.neg_scores is None:
+                    where = f"query {group.query_id!r}" if group.query_id else f"query {group.query[:60]!r}"
+                    msg = (
+                        f"loss='margin-mse' learns a teacher's scores, but the {where} has none. Pass "
+                        "--teacher KIND:MODEL (e.g. colbert:/path/to/model) to score the mined negatives, or give "
+                        "pos_scores and neg_scores in the FlagEmbedding JSONL."
+                    )
+                    raise FinetuneInputError(msg)
+                rows.append({
+                    "query": group.query, "positive": positive, **{f"neg_{i + 1}": n for i, n in enumerate(negs)},
+                    "label": [group.pos_scores[0], *group.neg_scores[: len(negs)]],
+                })
             elif loss in ("lambda", "listnet"):
                 rows.append({"query": group.query, "documents": [positive, *negs], "labels": [1] + [0] * len(negs)})
             else:
@@ -110,11 +125,11 @@ def _rows(groups: Sequence[TrainingGroup], loss: str, negatives: int) -> list[di
     return rows
 
 
-def _dev_samples(dev: Sequence[tuple[str, Sequence[str], Sequence[str]]], kind: str) -> list[dict[str, Any]]:
-    """``(query, positives, first-stage candidates)`` as the trainers' reranking evaluators read them."""
+def _dev_samples(dev: Sequence[Sequence[Any]], kind: str) -> list[dict[str, Any]]:
+    """``(query, positives, first-stage candidates, ...)`` as the trainers' reranking evaluators read them."""
     if kind == "cross-encoder":
-        return [{"query": q, "positive": list(p), "documents": list(c)} for q, p, c in dev]
-    return [{"query": q, "positive": list(p), "negative": [d for d in c if d not in set(p)]} for q, p, c in dev]
+        return [{"query": q, "positive": list(p), "documents": list(c)} for q, p, c, *_ in dev]
+    return [{"query": q, "positive": list(p), "negative": [d for d in c if d not in set(p)]} for q, p, c, *_ in dev]
 
 
 def _build_model(kind: str, base_model: str, max_length: int, device: str) -> Any:
@@ -140,12 +155,15 @@ def _build_model(kind: str, base_model: str, max_length: int, device: str) -> An
 
 def _loss(kind: str, loss: str, model: Any) -> Any:
     if kind == "colbert":
-        from sentence_transformers.multi_vector_encoder.losses import MultiVectorMultipleNegativesRankingLoss
+        from sentence_transformers.multi_vector_encoder import losses as multi_vector_losses
 
-        return MultiVectorMultipleNegativesRankingLoss(model)
+        if loss == "margin-mse":
+            return multi_vector_losses.MultiVectorMarginMSELoss(model)
+        return multi_vector_losses.MultiVectorMultipleNegativesRankingLoss(model)
     from sentence_transformers.cross_encoder import losses
 
     return {
+        "margin-mse": lambda: losses.MarginMSELoss(model),
         "bce": lambda: losses.BinaryCrossEntropyLoss(model),
         "mnrl": lambda: losses.MultipleNegativesRankingLoss(model),
         "lambda": lambda: losses.LambdaLoss(model, mini_batch_size=16),
@@ -155,7 +173,7 @@ def _loss(kind: str, loss: str, model: Any) -> Any:
 
 def train(
     groups: Sequence[TrainingGroup],
-    dev: Sequence[tuple[str, Sequence[str], Sequence[str]]],
+    dev: Sequence[Sequence[Any]],
     *,
     base_model: str,
     work_dir: Path,
@@ -164,7 +182,8 @@ def train(
     resume: bool = False,
 ) -> tuple[Any, TrainingResult]:
     """Train on ``groups`` and keep the checkpoint with the best dev nDCG@10; returns the model
-    (best weights loaded) and what happened. ``dev`` holds ``(query, positives, candidates)``."""
+    (best weights loaded) and what happened. ``dev`` holds ``(query, positives, candidates, ...)``
+    (a :class:`~rerank_ext_core.finetune.data.DevQuery`)."""
     import time
 
     transformers = require("transformers", feature="rerank-ext finetune", extra="st")

@@ -41,8 +41,11 @@ def planted_corpus() -> tuple[list[dict], list[dict], list[tuple[str, str]]]:
 
 @pytest.fixture
 def beir(tmp_path):
+    return write_planted_beir(tmp_path / "beir")
+
+
+def write_planted_beir(root):
     corpus, queries, qrels = planted_corpus()
-    root = tmp_path / "beir"
     root.mkdir()
     (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
     for name in ("queries.jsonl", "queries_train.jsonl"):
@@ -65,13 +68,14 @@ def test_mining_never_returns_a_positive_and_respects_the_window():
     ranking = [f"d{i}" for i in range(60)]
     queries = [TrainingQuery(f"q{i}", f"query {i}", (f"d{i}", f"d{i + 12}")) for i in range(20)]
     settings = MiningSettings(source="hybrid", window=(10, 30), negatives=5, seed=3)
-    groups = mine_negatives(queries, corpus, lambda query, k: ranking[:k], settings)
+    hits = [(doc_id, 1.0 - rank / 60) for rank, doc_id in enumerate(ranking)]
+    groups = mine_negatives(queries, corpus, lambda query, k: hits[:k], settings)
     for query, group in zip(queries, groups):
         assert not set(group.negative_ids) & set(query.positive_ids)
         assert all(10 <= int(doc_id[1:]) + 1 <= 30 for doc_id in group.negative_ids)  # 1-based ranks 10-30
         assert len(set(group.negative_ids)) == 5
         assert group.positives == tuple(corpus.text(i) for i in query.positive_ids)
-    again = mine_negatives(queries, corpus, lambda query, k: ranking[:k], settings)
+    again = mine_negatives(queries, corpus, lambda query, k: hits[:k], settings)
     assert [g.negative_ids for g in again] == [g.negative_ids for g in groups]  # seeded
 
 
@@ -79,7 +83,7 @@ def test_too_few_negatives_says_how_many_and_what_to_change():
     corpus = Corpus([f"d{i}" for i in range(8)], [f"t{i}" for i in range(8)])
     query = TrainingQuery("q7", "query", ("d0",))
     with pytest.raises(FinetuneInputError, match=r"'q7' has only 4 negative\(s\) in ranks 5-8.*train-group-size"):
-        mine_negatives([query], corpus, lambda q, k: [f"d{i}" for i in range(k)], MiningSettings(window=(5, 8), negatives=5))
+        mine_negatives([query], corpus, lambda q, k: [(f"d{i}", 0.0) for i in range(k)], MiningSettings(window=(5, 8), negatives=5))
 
 
 def test_the_teacher_drops_likely_false_negatives():
@@ -90,9 +94,11 @@ def test_the_teacher_drops_likely_false_negatives():
         def score(self, query, texts):
             return [float(len(set(query.split()) & set(t.split()))) for t in texts]
 
-    groups = mine_negatives([query], corpus, lambda q, k: ["pos", "twin", "far"][:k],
+    hits = [("pos", 3.0), ("twin", 2.0), ("far", 1.0)]
+    groups = mine_negatives([query], corpus, lambda q, k: hits[:k],
                             MiningSettings(window=(1, 3), negatives=1, margin=0.5), teacher=Teacher())
     assert groups[0].negative_ids == ("far",)  # "twin" scores like the positive: dropped
+    assert groups[0].pos_scores == (2.0,) and groups[0].neg_scores == (0.0,)  # the teacher's, for distillation
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -198,7 +204,7 @@ def test_resume_continues_from_the_saved_step(beir, plain_encoder, tmp_path, mon
     corpus, queries = load_beir_training(beir)
     retrieve = corpus_retriever(corpus, "bm25", embedding_model=None, depth=20)
     groups = mine_negatives(queries, corpus, retrieve, MiningSettings(source="bm25", window=(2, 20), negatives=3))
-    dev = [(q.text, [corpus.text(i) for i in q.positive_ids], [corpus.text(i) for i in retrieve(q.text, 10)]) for q in queries[:4]]
+    dev = [(q.text, [corpus.text(i) for i in q.positive_ids], [corpus.text(i) for i, _ in retrieve(q.text, 10)]) for q in queries[:4]]
     settings = dict(batch_size=4, learning_rate=5e-4, eval_steps=2, max_length=48, precision="fp32", progress=False)
     work = tmp_path / "work"
     train(groups, dev, base_model=plain_encoder, work_dir=work, settings=TrainingSettings(max_steps=4, **settings), train_group_size=4)
@@ -265,3 +271,64 @@ def test_chroma_collection_input_mines_from_the_collection(plain_encoder, tmp_pa
     with pytest.raises(FinetuneInputError, match=r"train.jsonl:2: the positive id 'ghost' is not in the collection"):
         run_finetune(dataclasses.replace(config, output_dir=tmp_path / "second"))
     assert not (tmp_path / "second").exists()
+
+
+# ------------------------------------------------------------------ starting from a trained reranker
+@pytest.fixture(scope="module")
+def trained_reranker(tmp_path_factory, plain_encoder):
+    """A small cross-encoder trained here first: what a user's bge-reranker-base is to this command."""
+    root = tmp_path_factory.mktemp("trained")
+    training = TrainingSettings(max_steps=60, batch_size=8, learning_rate=2e-3, eval_steps=20, max_length=48,
+                                precision="fp32", progress=False)
+    run_finetune(_config(write_planted_beir(root / "beir"), plain_encoder, root / "reranker", training=training))
+    return str(root / "reranker")
+
+
+def test_fine_tuning_a_trained_reranker_keeps_its_head_and_distils_from_a_teacher(trained_reranker, beir, tmp_path):
+    from rerank_ext_core.cross_encoder import CrossEncoderScorer
+
+    out = tmp_path / "again"
+    training = TrainingSettings(loss="margin-mse", max_steps=8, batch_size=4, learning_rate=1e-5, eval_steps=4,
+                                max_length=48, precision="fp32", progress=False)
+    report = run_finetune(_config(beir, trained_reranker, out, training=training,
+                                  teacher=f"cross-encoder:{trained_reranker}"))
+    # The trained head was loaded, not re-initialised: the start model already ranks the planted
+    # positives first on dev (an untrained head would be near random on 10 candidates).
+    assert report.dev["base"] > 0.9
+    assert report.dev["finetuned"] > 0.9
+    card = json.loads((out / "finetune.json").read_text())
+    assert card["settings"]["teacher"] == f"cross-encoder:{trained_reranker}"
+    assert set(card["first_stage_weights"]) == {"base", "finetuned"}
+    scorer = CrossEncoderScorer(str(out), max_length=64)
+    query = "where does the otter live"
+    scores = scorer.score(query, ["Markets and tax.", "The otter is an animal; facts about the otter and its habitat."])
+    assert scores[1] > scores[0]
+
+
+def test_margin_mse_without_teacher_scores_is_refused_by_name(beir, plain_encoder, tmp_path):
+    training = TrainingSettings(loss="margin-mse", max_steps=2, batch_size=4, max_length=48, precision="fp32", progress=False)
+    with pytest.raises(FinetuneInputError, match=r"margin-mse.*--teacher"):
+        run_finetune(_config(beir, plain_encoder, tmp_path / "out", training=training))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_margin_without_a_teacher_is_refused(beir, plain_encoder, tmp_path):
+    mining = MiningSettings(source="bm25", window=(2, 20), negatives=3, margin=0.1)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        run_finetune(_config(beir, plain_encoder, tmp_path / "out", mining=mining))
+
+
+def test_the_blend_weight_is_chosen_on_dev():
+    from rerank_ext_core.finetune.data import DevQuery
+    from rerank_ext_core.finetune.runner import _best_weight, _dev_ndcg
+
+    # The first stage ranks the positive 2nd; the reranker alone puts it last.
+    dev = [DevQuery("q", ["pos"], ["a", "pos", "b", "c"], [1.0, 0.9, 0.2, 0.1])]
+    weak = [[0.9, 0.0, 0.8, 0.7]]
+    weight, ndcg = _best_weight(dev, weak)
+    assert weight > 0 and ndcg == pytest.approx(_dev_ndcg(dev, weak, weight)) and ndcg > _dev_ndcg(dev, weak)
+    # A reranker that puts the positive first needs no blend.
+    strong = [[0.1, 0.9, 0.2, 0.3]]
+    assert _best_weight(dev, strong) == (0.0, 1.0)
+    # Candidates without a first-stage ranking (FlagEmbedding JSONL): no blend is tried.
+    assert _best_weight([dev[0]._replace(first_stage_scores=None)], weak)[0] == 0.0

@@ -97,3 +97,13 @@ def test_concurrent_async_calls_match_serial(cross_encoder):
         return await asyncio.gather(*(cross_encoder.acompress_documents(make_documents(), q) for q in queries))
 
     assert [[d.metadata["relevance_score"] for d in out] for out in asyncio.run(main())] == serial
+
+
+def test_first_stage_weight_blends_relevance_score_or_else_position(cross_encoder_path):
+    reranker = CrossEncoderReranker(model=cross_encoder_path, first_stage_weight=1.0)
+    scored = [Document(page_content=t, metadata={"relevance_score": i / 10}, id=f"d{i}") for i, t in enumerate(TEXTS)]
+    out = reranker.compress_documents(scored, QUERY)
+    assert [d.id for d in out] == [f"d{i}" for i in reversed(range(len(TEXTS)))]  # by relevance_score
+    plain = [Document(page_content=t, id=f"d{i}") for i, t in enumerate(TEXTS)]
+    out = reranker.compress_documents(plain, QUERY)
+    assert [d.id for d in out] == [f"d{i}" for i in range(len(TEXTS))]  # no scores: the input order

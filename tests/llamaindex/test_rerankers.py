@@ -201,3 +201,19 @@ async def test_concurrent_tasks_and_threads_match_serial(cross_encoder):
     for t in threads:
         t.join()
     assert [threaded[i] for i in range(8)] == serial
+
+
+def test_first_stage_weight_blends_the_node_scores(cross_encoder_path):
+    from rerank_ext_core.rerank import blend_with_first_stage
+
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=f"n{i}"), score=i / 10) for i, t in enumerate(TEXTS)]
+    follow_retriever = CrossEncoderReranker(model=cross_encoder_path, first_stage_weight=1.0)
+    out = follow_retriever.postprocess_nodes(nodes, query_str=QUERY)
+    assert [n.node.node_id for n in out] == [f"n{i}" for i in reversed(range(len(TEXTS)))]  # by node.score, not position
+    half = CrossEncoderReranker(model=cross_encoder_path, first_stage_weight=0.5)
+    blended = blend_with_first_stage(half.scorer.score(QUERY, TEXTS), [n.score for n in nodes], 0.5)
+    expected = sorted(range(len(TEXTS)), key=lambda i: (-blended[i], i))
+    out = half.postprocess_nodes(nodes, query_str=QUERY)
+    assert [n.node.node_id for n in out] == [f"n{i}" for i in expected]
+    assert [n.score for n in out] == pytest.approx([blended[i] for i in expected])
+    assert out[0].node.metadata["retrieval_score"] == nodes[expected[0]].score
