@@ -16,7 +16,7 @@ TORCH := torch==2.13.0
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false ANONYMIZED_TELEMETRY=False
 
-.PHONY: setup demo test bench lock test-latest
+.PHONY: setup demo test bench lock lock-upgrade test-latest
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -46,9 +46,16 @@ bench: $(VENV)/.installed
 	$(OFFLINE) $(PY) benchmarks/run_all.py
 
 # Regenerate the lock: the newest versions that pyproject.toml allows and this machine can install.
+# `make lock` keeps every pin it can and adds what pyproject.toml now needs; `make lock-upgrade`
+# moves everything to the newest allowed versions (then run `make test` before committing).
+LOCK_COMPILE = $(UV) pip compile pyproject.toml --extra all --extra test --python-version 3.11 \
+	$(FIND_LINKS) -c $(MACHINE) --annotation-style line --custom-compile-command "make lock" -o $(LOCK)
+
 lock: | $(UV)
-	$(UV) pip compile pyproject.toml --extra all --extra test --python-version 3.11 \
-		$(FIND_LINKS) -c $(MACHINE) --upgrade --annotation-style line --custom-compile-command "make lock" -o $(LOCK)
+	$(LOCK_COMPILE)
+
+lock-upgrade: | $(UV)
+	$(LOCK_COMPILE) --upgrade
 
 # Drift check (not part of CI): the newest allowed versions, in a venv of their own, then the tests.
 test-latest: | $(UV)

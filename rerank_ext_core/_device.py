@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rerank_ext_core._optional import require
 
-__all__ = ["resolve_device", "resolve_fp16"]
+__all__ = ["cpu_bf16_support", "resolve_device", "resolve_fp16"]
 
 
 _ACCEPTED = "'cpu', 'cuda', 'cuda:N' (a GPU index), 'mps', or None for the best available"
@@ -52,3 +54,16 @@ def resolve_fp16(use_fp16: bool | None, device: str) -> bool:
     if use_fp16 is None:
         return device.startswith("cuda")
     return bool(use_fp16)
+
+
+def cpu_bf16_support() -> tuple[bool, str]:
+    """``(supported, why)``: whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), read
+    from ``/proc/cpuinfo``; ``why`` says what was found, for the log line of a fallback."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False, "the CPU's features could not be read (/proc/cpuinfo), so native bf16 is not assumed"
+    found = [flag for flag in ("avx512_bf16", "amx_bf16") if f" {flag}" in flags]
+    if found:
+        return True, f"this CPU has {' and '.join(found)}"
+    return False, "this CPU has neither avx512_bf16 nor amx_bf16, so bf16 would be emulated (slower than fp32)"

@@ -1,12 +1,14 @@
-"""Cross-encoder scoring over sentence-transformers ``CrossEncoder`` or FlagEmbedding ``FlagReranker``.
+"""Cross-encoder scoring over sentence-transformers ``CrossEncoder``, FlagEmbedding ``FlagReranker``,
+or an export of the checkpoint on OpenVINO or ONNX Runtime (fast on a CPU).
 
-Both backends return the model's raw logit for each (query, text) pair; this module applies the
-sigmoid itself when ``normalize=True``, so one model gives the same scores on either backend and a
+Every backend returns the model's raw logit for each (query, text) pair; this module applies the
+sigmoid itself when ``normalize=True``, so one model gives the same scores on any backend and a
 ``score_threshold`` means the same thing everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -16,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rerank_ext_core._device import resolve_device, resolve_fp16
+from rerank_ext_core._device import resolve_device
 from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._optional import first_loadable, require
 from rerank_ext_core._passages import (
@@ -25,6 +27,7 @@ from rerank_ext_core._passages import (
     check_long_documents,
     score_documents,
 )
+from rerank_ext_core.runtimes import PRECISIONS, Precision, resolve_precision
 from rerank_ext_core._validation import (
     check_bool,
     check_choice,
@@ -46,8 +49,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_CROSS_ENCODER = "BAAI/bge-reranker-base"
-CrossEncoderBackend = Literal["auto", "sentence-transformers", "flag"]
-CROSS_ENCODER_BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "flag")
+CrossEncoderBackend = Literal["auto", "sentence-transformers", "flag", "openvino", "onnxruntime"]
+CROSS_ENCODER_BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "flag", "openvino", "onnxruntime")
+EXPORTED_BACKENDS: tuple[str, ...] = ("openvino", "onnxruntime")
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -59,13 +63,31 @@ AUTO_BACKEND_ORDER: tuple[tuple[str, str, str], ...] = (
     ("sentence-transformers", "sentence_transformers", "st"),
     ("flag", "FlagEmbedding", "flag"),
 )
+# backend="auto" with precision="int8": the runtimes that quantise, in this order.
+AUTO_INT8_ORDER: tuple[tuple[str, str, str], ...] = (
+    ("openvino", "openvino", "openvino"),
+    ("onnxruntime", "onnxruntime", "onnx"),
+)
 
 
-def _pick_backend(backend: str) -> str:
+def _backend_candidates(backend: str, precision: str) -> list[str]:
+    """The backends to try, in order: the one asked for, or for ``"auto"`` the installed ones
+    (with ``precision="int8"``, the quantising runtimes, so a failed export can fall back)."""
     check_choice("backend", backend, CROSS_ENCODER_BACKENDS)
     if backend != "auto":
-        return backend
-    return first_loadable(AUTO_BACKEND_ORDER, feature="CrossEncoderScorer")[0]
+        return [backend]
+    if precision == "int8":
+        loadable = [name for name, module, _ in AUTO_INT8_ORDER if _importable(module)]
+        if loadable:
+            return loadable
+        first_loadable(AUTO_INT8_ORDER, feature="CrossEncoderScorer(precision='int8')")  # raises, naming the extras
+    return [first_loadable(AUTO_BACKEND_ORDER, feature="CrossEncoderScorer")[0]]
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def model_token_limit(model_dir: str) -> int | None:
@@ -103,13 +125,18 @@ class CrossEncoderScorer:
 
     Args:
         model: hub id (must already be in the local cache when offline) or local directory.
-        backend: ``"sentence-transformers"``, ``"flag"``, or ``"auto"`` for the first one installed
-            in that order.
+        backend: ``"sentence-transformers"``, ``"flag"``, ``"openvino"``, ``"onnxruntime"`` (the last
+            two run an export of the checkpoint, made once and cached), or ``"auto"``: the first of
+            sentence-transformers and FlagEmbedding installed (with ``precision="int8"``: OpenVINO,
+            then ONNX Runtime).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None`` picks the best available.
         batch_size: pairs per forward pass.
         max_length: tokens per (query, text) pair; longer pairs are truncated or split.
         normalize: ``True`` gives sigmoid probabilities in (0, 1); ``False`` gives raw logits.
-        use_fp16: half precision; ``None`` means on a GPU only.
+        use_fp16: half precision; ``None`` means on a GPU only (read when ``precision="auto"``).
+        precision: ``"fp32"``, ``"bf16"`` (CPUs with AVX-512 BF16 or AMX; elsewhere fp32, with a
+            warning), ``"int8"`` (OpenVINO or ONNX Runtime), ``"fp16"`` (GPU), or ``"auto"``: bf16
+            for OpenVINO where the CPU has it, fp16 on a GPU, fp32 otherwise.
         query_instruction: text prepended to every query (for models trained with one).
         long_documents: ``"truncate"`` keeps the first ``max_length`` tokens; ``"split"`` scores
             overlapping passages that fit and keeps each document's best passage score.
@@ -127,6 +154,7 @@ class CrossEncoderScorer:
         max_length: int = 512,
         normalize: bool = True,
         use_fp16: bool | None = None,
+        precision: Precision = "auto",
         query_instruction: str | None = None,
         long_documents: LongDocuments = "truncate",
         passage_overlap: int = 64,
@@ -140,21 +168,46 @@ class CrossEncoderScorer:
         check_bool("trust_remote_code", trust_remote_code)
         self.normalize = check_bool("normalize", normalize)
         self.query_instruction = check_optional_text("query_instruction", query_instruction) or ""
-        self.backend = _pick_backend(backend)
+        check_choice("precision", precision, PRECISIONS)
+        candidates = _backend_candidates(backend, precision)
         self.model_name = str(model)
         self.model_path = resolve_model_path(model, purpose="cross-encoder model")
         _check_max_length(self.max_length, self.model_path, self.model_name)
-        self.device = resolve_device(device)
-        self.use_fp16 = resolve_fp16(use_fp16, self.device)
         self._lock = threading.Lock()
-        if self.backend == "sentence-transformers":
+        self._session = None
+        failures = []
+        for candidate in candidates:
+            try:
+                # The exported runtimes run on the CPU: device=None means the CPU for them.
+                self.device = "cpu" if candidate in EXPORTED_BACKENDS and device is None else resolve_device(device)
+                self._load(candidate, precision, use_fp16, trust_remote_code)
+                break
+            except (RuntimeError, ImportError) as exc:
+                if len(candidates) == 1:
+                    raise
+                logger.warning("backend=%r failed (%s); trying the next one (backend='auto').", candidate, exc)
+                failures.append(f"{candidate}: {exc}")
+        else:
+            msg = "backend='auto' found no backend that loads: " + "; ".join(failures)
+            raise RuntimeError(msg)
+        self._splitter = PassageSplitter(self._tokenizer, overlap=passage_overlap)
+
+    def _load(self, backend: str, precision: str, use_fp16: bool | None, trust_remote_code: bool) -> None:
+        self.backend = backend
+        if backend in EXPORTED_BACKENDS and self.device != "cpu":
+            msg = f"backend={backend!r} runs on the CPU; pass device='cpu', or backend='sentence-transformers' for {self.device!r}."
+            raise ValueError(msg)
+        self.precision = resolve_precision(backend, precision, self.device, use_fp16=use_fp16)
+        self.use_fp16 = self.precision == "fp16"
+        if backend == "sentence-transformers":
             self._model = self._load_sentence_transformers(trust_remote_code)
             tokenizer = self._model.tokenizer
-        else:
+        elif backend == "flag":
             self._model = self._load_flag(trust_remote_code)
             tokenizer = self._model.tokenizer
+        else:
+            tokenizer = self._load_exported(backend)
         self._tokenizer = tokenizer
-        self._splitter = PassageSplitter(tokenizer, overlap=passage_overlap)
 
     def _load_sentence_transformers(self, trust_remote_code: bool) -> Any:
         st = require("sentence_transformers", feature="CrossEncoderScorer(backend='sentence-transformers')", extra="st")
@@ -175,6 +228,17 @@ class CrossEncoderScorer:
             model.half()
         model.eval()
         return model
+
+    def _load_exported(self, backend: str) -> Any:
+        transformers = require("transformers", feature=f"CrossEncoderScorer(backend={backend!r})", extra="st")
+        _check_single_logit(self.model_path, self.model_name)
+        from rerank_ext_core.export import ExportRequest
+        from rerank_ext_core.runtimes import ExportedSession
+
+        export_precision = "int8" if self.precision == "int8" else "fp32"
+        request = ExportRequest(self.model_path, "cross-encoder", backend, export_precision)
+        self._session = ExportedSession(request, self.precision)
+        return transformers.AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
 
     def _load_flag(self, trust_remote_code: bool) -> Any:
         flag = require("FlagEmbedding", feature="CrossEncoderScorer(backend='flag')", extra="flag")
@@ -218,24 +282,49 @@ class CrossEncoderScorer:
         return [float(s) for s in scores]
 
     def _predict_logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        if self.backend == "sentence-transformers":
+        if self._session is not None:
+            logits = np.concatenate([self._exported_logits(pairs[start : start + self.batch_size])
+                                     for start in range(0, len(pairs), self.batch_size)])
+        elif self.backend == "sentence-transformers":
             import torch
 
-            logits = self._model.predict(
-                pairs,
-                batch_size=self.batch_size,
-                activation_fn=torch.nn.Identity(),
-                show_progress_bar=False,
-                convert_to_numpy=True,
-            )
+            autocast = (torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
+                        if self.precision == "bf16" else contextlib.nullcontext())
+            with autocast:
+                logits = self._model.predict(
+                    pairs,
+                    batch_size=self.batch_size,
+                    activation_fn=torch.nn.Identity(),
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                )
         else:
             logits = self._model.compute_score(
                 pairs, batch_size=self.batch_size, max_length=self.max_length, normalize=False
             )
         return np.asarray(logits, dtype=np.float64).reshape(len(pairs))
 
+    def _exported_logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        features = self._tokenizer(
+            [query for query, _ in pairs], [text for _, text in pairs], padding=True, truncation=True,
+            max_length=self.max_length, return_tensors="np",
+        )
+        return np.asarray(self._session.run(features), dtype=np.float64).reshape(len(pairs))
+
     def __repr__(self) -> str:
         return (
             f"CrossEncoderScorer(model={self.model_name!r}, backend={self.backend!r}, "
-            f"device={self.device!r}, normalize={self.normalize})"
+            f"precision={self.precision!r}, device={self.device!r}, normalize={self.normalize})"
         )
+
+
+def _check_single_logit(model_dir: str, model_name: str) -> None:
+    config_path = Path(model_dir) / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+    labels = config.get("num_labels") or len(config.get("id2label") or {}) or 1
+    if labels != 1:
+        msg = (
+            f"The model {model_name!r} has {labels} output labels; a reranker needs one relevance "
+            "logit per pair. Pass a reranking cross-encoder (num_labels=1)."
+        )
+        raise ValueError(msg)

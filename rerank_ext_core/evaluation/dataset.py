@@ -3,11 +3,12 @@ loaded and validated."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rerank_ext_core._files import file_sha256
 
 __all__ = ["BeirDataset", "EvalInputError", "find_qrels_file", "load_beir", "read_qrels"]
 
@@ -142,14 +143,6 @@ def _check_training_judgments(
         raise EvalInputError(msg)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_beir(
     root: str | Path,
     *,
@@ -240,7 +233,7 @@ def load_beir(
         doc_texts=doc_texts,
         queries=queries,
         qrels=qrels,
-        corpus_sha256=_sha256(corpus_path),
+        corpus_sha256=file_sha256(corpus_path),
         stats={
             "documents": len(doc_ids),
             "queries_read": len(all_queries),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rerank_ext_core._device import cpu_bf16_support
 from rerank_ext_core._optional import require
 from rerank_ext_core._validation import check_choice, check_number, check_positive_int
 from rerank_ext_core.finetune.data import FinetuneInputError, TrainingGroup
@@ -83,18 +84,11 @@ def _precision_flags(precision: str, device: str) -> dict[str, bool]:
         if on_gpu:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
-            precision = "bf16" if _cpu_has_bf16() else "fp32"
+            supported, why = cpu_bf16_support()
+            precision = "bf16" if supported else "fp32"
             if precision == "fp32":
-                logger.info("This CPU has no native bf16 (avx512_bf16/amx_bf16): training in fp32.")
+                logger.info("Training in fp32: %s.", why)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16", "use_cpu": not on_gpu}
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _rows(groups: Sequence[TrainingGroup], loss: str, negatives: int) -> list[dict[str, Any]]:
