@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rerank_ext_core._cache import ByteBoundedLRU
-from rerank_ext_core._device import resolve_device, resolve_fp16
+from rerank_ext_core._device import resolve_device
 from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._optional import require
 from rerank_ext_core._passages import (
@@ -35,6 +35,7 @@ from rerank_ext_core._passages import (
     check_long_documents,
     score_documents,
 )
+from rerank_ext_core.runtimes import Precision, resolve_precision
 from rerank_ext_core._validation import (
     check_bool,
     check_choice,
@@ -56,8 +57,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_COLBERT = "colbert-ir/colbertv2.0"
-ColBERTBackend = Literal["auto", "sentence-transformers", "bge-m3"]
-COLBERT_BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "bge-m3")
+ColBERTBackend = Literal["auto", "sentence-transformers", "bge-m3", "openvino", "onnxruntime"]
+COLBERT_BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "bge-m3", "openvino", "onnxruntime")
+_EXPORTED = ("openvino", "onnxruntime")
 # Tokens the encoder adds around every document passage: [CLS], the [D] marker, [SEP].
 _DOCUMENT_SPECIAL_TOKENS = 3
 
@@ -114,8 +116,10 @@ class _MultiVectorEncoderBackend:
     length_normalize_default = False
 
     def __init__(self, model_dir: str, layout: str, device: str, use_fp16: bool, batch_size: int,
-                 query_length: int | None, document_length: int | None, trust_remote_code: bool) -> None:
+                 query_length: int | None, document_length: int | None, trust_remote_code: bool,
+                 runtime: str = "torch", precision: str = "fp32") -> None:
         st = require("sentence_transformers", feature="ColBERTScorer(backend='sentence-transformers')", extra="st")
+        self.precision = precision
         self.batch_size = batch_size
         if layout == "colbert":
             model = st.MultiVectorEncoder(
@@ -146,16 +150,67 @@ class _MultiVectorEncoderBackend:
         if use_fp16:
             model.half()
         model.eval()
+        if runtime in _EXPORTED:
+            transformer.model = _exported_transformer(model_dir, runtime, precision, transformer.model)
         self.model = model
         self.tokenizer = model.tokenizer
         self.document_token_budget = document_length or getattr(transformer, "document_length", None) or model.max_seq_length
 
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.precision == "bf16" and isinstance(self.model[0].model, torch.nn.Module) and not hasattr(self.model[0].model, "session"):
+            return torch.autocast(device_type=str(self.model.device).split(":")[0], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def encode_query(self, query: str) -> Any:
-        return self.model.encode_query([query], batch_size=1, show_progress_bar=False)[0].float().cpu()
+        with self._autocast():
+            return self.model.encode_query([query], batch_size=1, show_progress_bar=False)[0].float().cpu()
 
     def encode_documents(self, texts: list[str]) -> list[Any]:
-        vectors = self.model.encode_document(texts, batch_size=self.batch_size, show_progress_bar=False)
+        with self._autocast():
+            vectors = self.model.encode_document(texts, batch_size=self.batch_size, show_progress_bar=False)
         return [v.float().cpu() for v in vectors]
+
+
+def _exported_transformer(model_dir: str, runtime: str, precision: str, original: Any) -> Any:
+    """A stand-in for the encoder's transformers model that runs its export on ``runtime``: the
+    rest of the sentence-transformers pipeline (query markers and expansion, the skiplist, a
+    ColBERT projection, normalisation) stays as it is."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from rerank_ext_core.export import ExportRequest
+    from rerank_ext_core.runtimes import ExportedSession
+
+    session = ExportedSession(ExportRequest(model_dir, "token-encoder", runtime, "int8" if precision == "int8" else "fp32"), precision)
+
+    class ExportedTransformer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.session = session
+            self.config = original.config
+            self.dtype_hint = torch.float32
+
+        @property
+        def device(self) -> Any:
+            return torch.device("cpu")
+
+        @property
+        def dtype(self) -> Any:
+            return torch.float32
+
+        def forward(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **_: Any) -> Any:
+            features = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
+            if token_type_ids is not None:
+                features["token_type_ids"] = token_type_ids.cpu().numpy()
+            elif "token_type_ids" in session.input_names:
+                features["token_type_ids"] = (input_ids * 0).cpu().numpy()
+            return BaseModelOutput(last_hidden_state=torch.from_numpy(session.run(features)))
+
+    return ExportedTransformer()
 
 
 class _BGEM3Backend:
@@ -198,7 +253,9 @@ class ColBERTScorer:
     Args:
         model: hub id (in the local cache when offline) or local directory.
         backend: ``"sentence-transformers"`` (ColBERT/PyLate checkpoints and plain encoders),
-            ``"bge-m3"`` (FlagEmbedding), or ``"auto"`` to pick from the checkpoint's files.
+            ``"bge-m3"`` (FlagEmbedding), ``"openvino"`` or ``"onnxruntime"`` (the same
+            checkpoints as sentence-transformers, the encoder run from an export made once and
+            cached), or ``"auto"`` to pick from the checkpoint's files.
         device: ``None`` picks the best available.
         batch_size: documents per forward pass.
         query_length: query tokens (ColBERT pads shorter queries with ``[MASK]`` up to this).
@@ -207,7 +264,10 @@ class ColBERTScorer:
             model family: raw sum for ColBERT, mean for BGE-M3.
         long_documents: ``"truncate"`` or ``"split"`` (best passage wins).
         passage_overlap: tokens shared by consecutive passages when splitting.
-        use_fp16: half precision; ``None`` means on a GPU only.
+        use_fp16: half precision; ``None`` means on a GPU only (read when ``precision="auto"``).
+        precision: ``"fp32"``, ``"bf16"`` (CPUs with AVX-512 BF16 or AMX; elsewhere fp32, with a
+            warning), ``"int8"`` (OpenVINO or ONNX Runtime), ``"fp16"`` (GPU), or ``"auto"``: bf16
+            for OpenVINO where the CPU has it, fp16 on a GPU, fp32 otherwise.
         cache_megabytes: memory for cached document vectors (0 disables the cache).
         trust_remote_code: allow custom model code from the checkpoint.
     """
@@ -223,6 +283,7 @@ class ColBERTScorer:
         document_length: int | None = None,
         length_normalize: bool | None = None,
         use_fp16: bool | None = None,
+        precision: Precision = "auto",
         long_documents: LongDocuments = "truncate",
         passage_overlap: int = 32,
         cache_megabytes: int = 256,
@@ -251,16 +312,25 @@ class ColBERTScorer:
                 f"{self.model_path!r} lacks. Use backend='auto' or 'sentence-transformers'."
             )
             raise ValueError(msg)
+        elif backend in _EXPORTED and layout == "bge-m3":
+            msg = f"backend={backend!r} runs sentence-transformers checkpoints; a BGE-M3 checkpoint needs backend='bge-m3' or 'auto'."
+            raise ValueError(msg)
         self.backend = backend
-        self.device = resolve_device(device)
-        fp16 = resolve_fp16(use_fp16, self.device)
-        settings = dict(device=self.device, use_fp16=fp16, batch_size=self.batch_size,
+        self.device = "cpu" if backend in _EXPORTED and device is None else resolve_device(device)
+        if backend in _EXPORTED and self.device != "cpu":
+            msg = f"backend={backend!r} runs on the CPU; pass device='cpu', or backend='sentence-transformers' for {self.device!r}."
+            raise ValueError(msg)
+        self.precision = resolve_precision(backend, precision, self.device, use_fp16=use_fp16)
+        settings = dict(device=self.device, use_fp16=self.precision == "fp16", batch_size=self.batch_size,
                         query_length=query_length, document_length=document_length,
                         trust_remote_code=trust_remote_code)
         if backend == "bge-m3":
             self._encoder: Any = _BGEM3Backend(self.model_path, **settings)
         else:
-            self._encoder = _MultiVectorEncoderBackend(self.model_path, layout if layout != "bge-m3" else "encoder", **settings)
+            self._encoder = _MultiVectorEncoderBackend(
+                self.model_path, layout if layout != "bge-m3" else "encoder", **settings,
+                runtime=backend if backend in _EXPORTED else "torch", precision=self.precision,
+            )
         self.length_normalize = (
             self._encoder.length_normalize_default if length_normalize is None else bool(length_normalize)
         )

@@ -228,8 +228,11 @@ def _export_onnx(module: Any, names: list[str], example: dict[str, Any], folder:
 def _export_openvino(module: Any, names: list[str], example: dict[str, Any], folder: Path, request: ExportRequest) -> None:
     import torch
 
+    import warnings
+
     ov = require("openvino", feature="backend='openvino'", extra="openvino")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's warnings say nothing about this graph
         model = ov.convert_model(module, example_input={name: example[name] for name in names})
     for port, name in zip(model.inputs, names):
         port.get_tensor().set_names({name})

@@ -192,3 +192,61 @@ def test_both_adapters_take_backend_and_precision(cross_encoder_path, export_cac
     docs = lc_reranker.compress_documents([Document(page_content=t, id=str(i)) for i, t in enumerate(texts)], QUERY)
     assert [int(d.id) for d in docs] == order
     assert Path(li_reranker.scorer._session.folder) == Path(lc_reranker.scorer._session.folder)  # one export
+
+
+# --------------------------------------------------------------------------- ColBERT encoder
+@pytest.fixture
+def colbert_reference(colbert_path):
+    from rerank_ext_core.colbert import ColBERTScorer
+
+    return np.array(ColBERTScorer(colbert_path, backend="sentence-transformers", precision="fp32", cache_megabytes=0).score(QUERY, TEXTS))
+
+
+@pytest.mark.parametrize(("backend", "precision", "tolerance", "min_rho"), [
+    ("openvino", "fp32", 1e-4, 0.9999),
+    ("onnxruntime", "fp32", 1e-4, 0.9999),
+    ("sentence-transformers", "bf16", 0.15, 0.99),
+    ("openvino", "bf16", 0.15, 0.99),
+    ("openvino", "int8", 0.3, 0.98),
+    ("onnxruntime", "int8", 0.3, 0.98),
+])
+def test_colbert_encoder_paths_match_torch(colbert_path, colbert_reference, export_cache, backend, precision, tolerance, min_rho):
+    """The Stanford-layout tiny ColBERT ([Q]/[D] markers, a 16-d projection): the export replaces
+    only the transformer, so markers, query expansion, the skiplist and the projection still apply.
+    MaxSim scores spread with std ~1.8 here; measured max errors: fp32 1e-5, bf16 0.06-0.11,
+    int8 0.13-0.20."""
+    from rerank_ext_core.colbert import ColBERTScorer
+
+    scorer = ColBERTScorer(colbert_path, backend=backend, precision=precision, cache_megabytes=0)
+    assert scorer.precision == precision
+    scores = np.array(scorer.score(QUERY, TEXTS))
+    assert np.max(np.abs(scores - colbert_reference)) <= tolerance
+    assert spearman(scores, colbert_reference) >= min_rho
+    if precision != "fp32":
+        assert not np.allclose(scores, colbert_reference, atol=1e-6)
+
+
+def test_colbert_adapters_take_backend_and_precision(colbert_path, export_cache):
+    import langchain_rerank_ext as lc
+    import llamaindex_rerank_ext as li
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from rerank_ext_core.colbert import ColBERTScorer
+
+    texts = TEXTS[:8]
+    expected = ColBERTScorer(colbert_path, backend="onnxruntime", precision="fp32").score(QUERY, texts)
+    order = sorted(range(len(texts)), key=lambda i: (-expected[i], i))
+    nodes = li.ColBERTReranker(model=colbert_path, backend="onnxruntime", precision="fp32").postprocess_nodes(
+        [NodeWithScore(node=TextNode(text=t, id_=str(i))) for i, t in enumerate(texts)], query_str=QUERY)
+    assert [int(n.node.node_id) for n in nodes] == order
+    docs = lc.ColBERTReranker(model=colbert_path, backend="onnxruntime", precision="fp32").compress_documents(
+        [Document(page_content=t, id=str(i)) for i, t in enumerate(texts)], QUERY)
+    assert [int(d.id) for d in docs] == order
+
+
+def test_colbert_exported_backend_refuses_a_bge_m3_checkpoint(bge_m3_path, export_cache):
+    from rerank_ext_core.colbert import ColBERTScorer
+
+    with pytest.raises(ValueError, match="backend='openvino' runs sentence-transformers checkpoints"):
+        ColBERTScorer(bge_m3_path, backend="openvino")
