@@ -147,6 +147,10 @@ class ChromaHybridSearch:
             ``count()`` grows with the collection (about 6 ms at 100k documents), so it is not run
             on every query by default; deleted documents are dropped at read-back regardless.
         id_check_interval: seconds between id checks when the count is unchanged (0: every query).
+        background_refresh: run those checks in a background thread (default), so no query waits
+            for a scan of the collection's ids; documents added by other writers then appear
+            within about ``check_interval`` seconds, and deleted ones are never returned (they are
+            dropped at read-back). ``False``, or an interval of 0, checks on the query path.
         autosave: rewrite the saved index after every change (atomic, O(corpus) per save); with
             ``False`` call :meth:`save` yourself, e.g. after a batch of writes.
         page_size: records per ``collection.get`` page.
@@ -175,6 +179,7 @@ class ChromaHybridSearch:
         page_size: int = chroma.DEFAULT_PAGE_SIZE,
         bm25_params: Mapping[str, Any] | None = None,
         timeout: float | None = 60.0,
+        background_refresh: bool = True,
     ) -> None:
         if collection is None or not callable(getattr(collection, "count", None)):
             msg = f"collection must be a chromadb Collection, got {type(collection).__name__}."
@@ -205,6 +210,7 @@ class ChromaHybridSearch:
             id_check_interval=id_check_interval,
             autosave=autosave,
             page_size=self.page_size,
+            background_refresh=background_refresh,
         )
         self._dense_side = DenseSide(collection, embedder, async_collection)
         self._lock = threading.Lock()
@@ -383,7 +389,9 @@ class ChromaHybridSearch:
         return self._executor
 
     def close(self) -> None:
-        """Stop the worker threads (they also stop when the object is garbage-collected)."""
+        """Stop the worker threads and the background refresher (they also stop when the object
+        is garbage-collected)."""
+        self.mirror.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None

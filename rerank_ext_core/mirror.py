@@ -5,10 +5,12 @@ Following the collection:
     * writes made through :meth:`BM25Mirror.write` and :meth:`BM25Mirror.delete` reach Chroma and
       the BM25 index at once;
     * writes made by anyone else (LlamaIndex ``ChromaVectorStore``, ``langchain-chroma``, the raw
-      client) are noticed by :meth:`BM25Mirror.sync`: it compares ``collection.count()`` with the
-      ids it knows at most every ``check_interval`` seconds, and at most every
-      ``id_check_interval`` seconds (and always after a count change) reads the collection's ids
-      (ids only, in pages), indexes only the added documents and drops the deleted ones;
+      client) are noticed by comparing ``collection.count()`` with the ids it knows every
+      ``check_interval`` seconds, and every ``id_check_interval`` seconds (and always after a
+      count change) reading the collection's ids (ids only, in pages), indexing only the added
+      documents and dropping the deleted ones. With ``background_refresh`` (the default) a
+      refresher thread does this off the query path, so no query waits for a scan of the
+      collection; an interval of 0 asks for the check on every query, synchronously;
     * a document found deleted or changed while reading results back is reported through
       :meth:`BM25Mirror.repair`; :meth:`BM25Mirror.refresh` re-reads everything.
 
@@ -23,13 +25,14 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rerank_ext_core import chroma
-from rerank_ext_core._validation import check_items, check_number, check_texts
+from rerank_ext_core._validation import check_bool, check_items, check_number, check_texts
 from rerank_ext_core.bm25 import BM25Index
 from rerank_ext_core.tokenization import Tokenizer
 
@@ -77,6 +80,24 @@ def _check_ids(ids: Any) -> list[str]:
     return ids
 
 
+def _refresh_loop(mirror_ref: Callable[[], BM25Mirror | None], wake: threading.Event) -> None:
+    """The refresher thread: a check every ``check_interval`` seconds until the mirror is closed or
+    garbage-collected (it holds only a weak reference). A failed round is logged and retried."""
+    while True:
+        mirror = mirror_ref()
+        if mirror is None or mirror._closed:
+            return
+        interval = mirror.check_interval
+        try:
+            mirror._background_check()
+        except Exception as exc:  # noqa: BLE001  (a server down, a timeout: the next round retries)
+            logger.warning("Background refresh of %r failed (%s); retrying in %.0f s.",
+                           getattr(mirror.collection, "name", "?"), exc, interval)
+        del mirror
+        wake.wait(interval)
+        wake.clear()
+
+
 class BM25Mirror:
     """The BM25 side of one Chroma collection, kept in step with it (see the module docstring).
 
@@ -96,8 +117,10 @@ class BM25Mirror:
         id_check_interval: float = 10.0,
         autosave: bool = True,
         page_size: int = chroma.DEFAULT_PAGE_SIZE,
+        background_refresh: bool = True,
     ) -> None:
         self.collection = collection
+        self.background_refresh = check_bool("background_refresh", background_refresh)
         self.check_interval = check_number("check_interval", check_interval, low=0, example="check_interval=1.0 (seconds)")
         self.id_check_interval = check_number(
             "id_check_interval", id_check_interval, low=0, example="id_check_interval=10.0 (seconds)"
@@ -109,6 +132,14 @@ class BM25Mirror:
         self._embed_documents = embed_documents
         self._lock = threading.RLock()
         self._state = _SyncState()
+        self._touched: set[str] | None = None
+        """Ids written, deleted or repaired while a background scan runs: the scan's older view
+        of them must not undo those changes."""
+        self._refresher: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._closed = False
+        self.background_scans = 0
+        """Id scans the refresher has made (for monitoring and tests)."""
 
     def _resolve_index_path(self, index_dir: str | os.PathLike[str] | None) -> Path | None:
         if index_dir is None:
@@ -148,9 +179,13 @@ class BM25Mirror:
                 self._save_locked()
 
     def sync(self) -> None:
-        """The query-time check: the count when ``check_interval`` has passed, the ids when
-        ``id_check_interval`` has passed or the count moved; the first call loads or builds."""
+        """The query-time check. The first call loads or builds the index. Then, with a background
+        refresher, nothing (the refresher checks); otherwise the count when ``check_interval``
+        has passed and the ids when ``id_check_interval`` has passed or the count moved."""
         state = self._state
+        if state.initialized and self._refreshes_in_background():
+            self._ensure_refresher()
+            return
         if state.initialized:
             now = time.monotonic()
             if now - state.last_count_check < self.check_interval:
@@ -163,10 +198,79 @@ class BM25Mirror:
         with self._lock:
             if not self._state.initialized:
                 self._load_saved_locked()
-                if not self._state.initialized:
-                    self.refresh()
-                    return
-            self._sync_ids_locked()
+            if not self._state.initialized:
+                self.refresh()
+            else:
+                self._sync_ids_locked()
+        if self._refreshes_in_background():
+            self._ensure_refresher()
+
+    # ------------------------------------------------------------------- the background refresher
+    def _refreshes_in_background(self) -> bool:
+        return self.background_refresh and self.check_interval > 0 and self.id_check_interval > 0 and not self._closed
+
+    def _ensure_refresher(self) -> None:
+        if self._refresher is not None and self._refresher.is_alive():
+            return
+        with self._lock:
+            if self._refresher is None or not self._refresher.is_alive():
+                self._refresher = threading.Thread(
+                    target=_refresh_loop, args=(weakref.ref(self), self._wake),
+                    name=f"rerank-ext-refresh-{self.collection.name}", daemon=True,
+                )
+                self._refresher.start()
+
+    def close(self) -> None:
+        """Stop the background refresher (it also stops once this object is garbage-collected)."""
+        self._closed = True
+        self._wake.set()
+        if self._refresher is not None and self._refresher is not threading.current_thread():
+            self._refresher.join(timeout=5)
+
+    def _background_check(self) -> None:
+        """One round of the refresher: the count, then the ids when due or when the count moved.
+        The scan reads Chroma without the lock; only applying its difference takes it."""
+        state = self._state
+        if not state.initialized:
+            return
+        now = time.monotonic()
+        count = chroma.call(self.collection, "counting documents", self.collection.count)
+        state.last_count_check = now
+        if count == len(state.known_ids) and now - state.last_id_check < self.id_check_interval:
+            return
+        with self._lock:
+            self._touched = set()
+        try:
+            current: set[str] = set()
+            for page in chroma.iter_pages(self.collection, page_size=self.page_size):
+                current.update(page["ids"])
+            with self._lock:
+                candidates = sorted(current - self._state.known_ids - self._touched)
+            records = (chroma.get_by_ids(self.collection, candidates, include=["documents"], page_size=self.page_size)
+                       if candidates else {})
+            with self._lock:
+                state = self._state
+                touched = self._touched
+                removed = state.known_ids - current - touched
+                added = [doc_id for doc_id in candidates if doc_id in records and doc_id not in touched]
+                skipped = set(self.index.upsert(added, [records[i]["document"] for i in added])) if added else set()
+                self.index.remove(removed)
+                state.known_ids.difference_update(removed)
+                state.known_ids.update(added)
+                state.skipped_ids = (state.skipped_ids - removed) | skipped
+                state.last_id_check = state.last_count_check = time.monotonic()
+                self.background_scans += 1
+                if added or removed:
+                    logger.info("Collection %r changed outside this index: %d added, %d removed",
+                                self.collection.name, len(added), len(removed))
+                    self._save_locked()
+        finally:
+            with self._lock:
+                self._touched = None
+
+    def _note_touched(self, ids: Any) -> None:
+        if self._touched is not None:
+            self._touched.update(ids)
 
     def _sync_ids_locked(self) -> None:
         state = self._state
@@ -197,6 +301,8 @@ class BM25Mirror:
         if not missing and not changed:
             return
         with self._lock:
+            self._note_touched(missing)
+            self._note_touched(changed or ())
             self.index.remove(missing)
             self._state.known_ids.difference_update(missing)
             if changed:
@@ -305,6 +411,7 @@ class BM25Mirror:
         # The lock spans the Chroma write and the index update, so two writers of one id can't
         # leave Chroma holding one's text and BM25 the other's.
         with self._lock:
+            self._note_touched(ids)
             chroma.call(self.collection, f"{method} documents", getattr(self.collection, method), **request)
             if documents is not None:
                 skipped = set(self.index.upsert(ids, list(documents)))
@@ -328,6 +435,7 @@ class BM25Mirror:
             return
         ordered = sorted(targets)
         with self._lock:
+            self._note_touched(ordered)
             for start in range(0, len(ordered), self.page_size):
                 batch = ordered[start : start + self.page_size]
                 chroma.call(self.collection, "deleting documents", self.collection.delete, ids=batch)
