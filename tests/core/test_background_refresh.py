@@ -67,41 +67,37 @@ def test_queries_never_scan_and_other_writers_documents_arrive(ephemeral_collect
         search.close()
 
 
-def test_a_query_does_not_wait_for_a_running_scan(ephemeral_collection, embedder, monkeypatch):
+@pytest.fixture
+def held_scan(ephemeral_collection, embedder, monkeypatch):
+    """A search whose background scan is stuck in the middle, and the gate that holds it."""
     fill(ephemeral_collection, embedder)
     search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, check_interval=0.05, id_check_interval=0.05)
-    try:
-        search.query("dogs", k=1)
-        gate = ScanGate(monkeypatch)
-        gate.hold.set()
-        assert gate.held.wait(10)  # a background scan is now stuck in the middle
-        hits = search.query("parrots speech", k=1)  # returns while the scan is held
-        assert hits[0].id == "a3"
-    finally:
-        gate.release.set()
-        search.close()
+    search.query("dogs", k=1)
+    gate = ScanGate(monkeypatch)
+    gate.hold.set()
+    assert gate.held.wait(10)
+    yield search, gate
+    gate.release.set()
+    search.close()
 
 
-def test_writes_and_deletes_during_a_scan_are_not_undone(ephemeral_collection, embedder, monkeypatch):
-    fill(ephemeral_collection, embedder)
-    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, check_interval=0.05, id_check_interval=0.05)
-    try:
-        search.query("dogs", k=1)
-        gate = ScanGate(monkeypatch)
-        gate.hold.set()
-        assert gate.held.wait(10)
-        search.add(ids=["new"], documents=["Axolotls regrow limbs."])
-        search.delete(ids=["a3"])
-        gate.hold.clear()
-        gate.release.set()
-        before = search.mirror.background_scans
-        assert wait_for(lambda: search.mirror.background_scans > before + 1)
-        assert "new" in search.index and "a3" not in search.index
-        assert search.query("axolotls regrow", k=1)[0].id == "new"
-        assert "a3" not in [h.id for h in search.query("parrots speech", k=10)]
-    finally:
-        gate.release.set()
-        search.close()
+def test_a_query_does_not_wait_for_a_running_scan(held_scan):
+    search, _ = held_scan
+    hits = search.query("parrots speech", k=1)  # returns while the scan is held
+    assert hits[0].id == "a3"
+
+
+def test_writes_and_deletes_during_a_scan_are_not_undone(held_scan):
+    search, gate = held_scan
+    search.add(ids=["new"], documents=["Axolotls regrow limbs."])
+    search.delete(ids=["a3"])
+    gate.hold.clear()
+    gate.release.set()
+    before = search.mirror.background_scans
+    assert wait_for(lambda: search.mirror.background_scans > before + 1)
+    assert "new" in search.index and "a3" not in search.index
+    assert search.query("axolotls regrow", k=1)[0].id == "new"
+    assert "a3" not in [h.id for h in search.query("parrots speech", k=10)]
 
 
 def test_a_stale_scan_view_is_applied_without_undoing_later_changes(ephemeral_collection, embedder):
