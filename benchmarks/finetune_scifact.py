@@ -2,8 +2,8 @@
 
     python benchmarks/finetune_scifact.py recipe --kind colbert          # ~25 min on 2 cores
     python benchmarks/finetune_scifact.py recipe --kind cross-encoder    # ~45 min
-    python benchmarks/finetune_scifact.py negatives [--max-steps 30]     # hybrid / dense / bm25 / random
-    python benchmarks/finetune_scifact.py losses [--max-steps 30]        # the cross-encoder losses
+    python benchmarks/finetune_scifact.py negatives --kind cross-encoder --loss mnrl --max-steps 20 --max-length 128 --dev-candidates 10
+    python benchmarks/finetune_scifact.py losses --max-steps 20 --max-length 128 --dev-candidates 10
 
 Training reads only SciFact's train split (``queries_train.jsonl``, ``qrels_train.tsv``); the
 checkpoint, the first-stage blend weight and every comparison are chosen on a dev split carved
@@ -109,30 +109,39 @@ def run_recipe(kind: str, out: Path) -> list[str]:
     return lines
 
 
-def run_comparison(what: str, out: Path, max_steps: int) -> list[str]:
+def run_comparison(what: str, out: Path, args: argparse.Namespace) -> list[str]:
+    kind = args.kind
     if what == "negatives":
-        runs = {source: {"source": source} for source in ("hybrid", "dense", "bm25", "random")}
-        kind = "colbert"
+        loss = args.loss or RECIPES[kind]["training"].loss
+        teacher = "colbert:{minilm}" if loss == "margin-mse" else None
+        runs = {source: {"source": source, "training": {"loss": loss}, "teacher": teacher}
+                for source in ("hybrid", "dense", "bm25", "random")}
     else:
-        kind = "cross-encoder"
+        losses = ("bce", "mnrl", "lambda", "listnet", "margin-mse") if kind == "cross-encoder" else ("mnrl", "margin-mse")
         runs = {loss: {"training": {"loss": loss}, "teacher": "colbert:{minilm}" if loss == "margin-mse" else None}
-                for loss in ("bce", "mnrl", "lambda", "listnet", "margin-mse")}
+                for loss in losses}
     rows = []
     for name, changes in runs.items():
         started = time.perf_counter()
         changes = dict(changes)
-        training = {"max_steps": max_steps, "eval_steps": max_steps, **changes.pop("training", {})}
-        report = run_finetune(config_for(kind, out / f"compare-{what}-{name}", training=training, evaluate=False, **changes))
+        training = {"max_steps": args.max_steps, "eval_steps": max(1, args.max_steps // 2),
+                    "max_length": args.max_length, **changes.pop("training", {})}
+        report = run_finetune(config_for(kind, out / f"compare-{what}-{name}", training=training, evaluate=False,
+                                         dev_candidates=args.dev_candidates, **changes))
         rows.append(summarise(name, report, started))
         (out / f"finetune-{what}.json").write_text(json.dumps(rows, indent=2, default=str))
-    return [f"## {kind}: {what}, {max_steps} steps each", "", *dev_table(rows)]
+    return [f"## {kind}: {what}, {args.max_steps} steps each (max length {args.max_length}, "
+            f"{args.dev_candidates} dev candidates)", "", *dev_table(rows)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("recipe", "negatives", "losses"))
-    parser.add_argument("--kind", choices=tuple(RECIPES), default="colbert")
-    parser.add_argument("--max-steps", type=int, default=30)
+    parser.add_argument("--kind", choices=tuple(RECIPES), default="cross-encoder")
+    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--dev-candidates", type=int, default=10)
+    parser.add_argument("--loss", default=None, help="the loss of the negatives comparison (default: the recipe's)")
     parser.add_argument("--out", type=Path, default=Path("finetune-runs"))
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
@@ -140,7 +149,7 @@ def main() -> None:
     if args.what == "recipe":
         lines = run_recipe(args.kind, args.out)
     else:
-        lines = run_comparison(args.what, args.out, args.max_steps)
+        lines = run_comparison(args.what, args.out, args)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
