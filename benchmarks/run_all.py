@@ -25,6 +25,8 @@ QUICK_ARGS = {
     "bench_rerank.py": ["--queries", "3", "--bert-queries", "1", "--memory-for", "minilm-l6"],
     "bench_colbert.py": ["--queries", "3"],
     "bench_overhead.py": ["--queries", "1"],
+    "bench_fast_backends.py": ["--queries", "2", "--bert-queries", "1"],
+    "bench_refresh.py": ["--documents", "20000", "--seconds", "15"],
 }
 
 
@@ -53,7 +55,8 @@ def main(argv=None) -> int:
     sections: list[str] = []
     commands: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rerank-ext-bench-") as tmp:
-        for name in ("bench_overhead.py", "bench_rerank.py", "bench_colbert.py", "bench_hybrid.py"):
+        for name in ("bench_overhead.py", "bench_rerank.py", "bench_fast_backends.py", "bench_colbert.py",
+                     "bench_hybrid.py", "bench_refresh.py"):
             script = HERE / name
             if not script.exists():
                 sections += [f"## {name}", "", "(not present in this checkout)", ""]
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
             "rerank-ext", "torch", "transformers", "sentence-transformers", "FlagEmbedding",
             "llama-index-core", "llama-index-postprocessor-flag-embedding-reranker",
             "llama-index-postprocessor-colbert-rerank", "langchain-core", "langchain-classic",
-            "langchain-community", "chromadb", "bm25s",
+            "langchain-community", "chromadb", "bm25s", "openvino", "nncf", "onnxruntime", "onnx",
         ),
         "- Commands:",
         *commands,

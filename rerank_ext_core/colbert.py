@@ -16,7 +16,6 @@ A document's token vectors are computed once and kept in a bounded cache keyed b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import string
@@ -35,6 +34,7 @@ from rerank_ext_core._passages import (
     check_long_documents,
     score_documents,
 )
+from rerank_ext_core.colbert_store import text_key
 from rerank_ext_core.runtimes import Precision, resolve_precision
 from rerank_ext_core._validation import (
     check_bool,
@@ -84,6 +84,23 @@ def detect_colbert_layout(model_dir: str) -> str:
         if json.loads(st_config.read_text(encoding="utf-8")).get("model_type") == "MultiVectorEncoder":
             return "colbert"
     return "encoder"
+
+
+def _checked_store(store: Any, model_path: str) -> Any:
+    if store is None:
+        return None
+    if not callable(getattr(store, "vectors_for", None)):
+        msg = f"vector_store must be a ColBERTVectorStore, got {type(store).__name__}."
+        raise TypeError(msg)
+    from rerank_ext_core.evaluation.corpus_cache import model_fingerprint
+
+    if store.model_fingerprint != model_fingerprint(model_path):
+        msg = (
+            f"vector_store holds vectors of another model than {model_path!r}: rerank with the model the "
+            "store was built with (ColBERTVectorStore(scorer) uses scorer's model)."
+        )
+        raise ValueError(msg)
+    return store
 
 
 def maxsim_scores(query_vectors: Any, document_vectors: Sequence[Any], *, length_normalize: bool) -> list[float]:
@@ -269,6 +286,8 @@ class ColBERTScorer:
             warning), ``"int8"`` (OpenVINO or ONNX Runtime), ``"fp16"`` (GPU), or ``"auto"``: bf16
             for OpenVINO where the CPU has it, fp16 on a GPU, fp32 otherwise.
         cache_megabytes: memory for cached document vectors (0 disables the cache).
+        vector_store: a :class:`~rerank_ext_core.colbert_store.ColBERTVectorStore` of the same model
+            (e.g. the one a ``ChromaHybridSearch`` keeps): documents it holds are not encoded again.
         trust_remote_code: allow custom model code from the checkpoint.
     """
 
@@ -287,6 +306,7 @@ class ColBERTScorer:
         long_documents: LongDocuments = "truncate",
         passage_overlap: int = 32,
         cache_megabytes: int = 256,
+        vector_store: Any = None,
         trust_remote_code: bool = False,
     ) -> None:
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -337,6 +357,7 @@ class ColBERTScorer:
         self._splitter = PassageSplitter(self._encoder.tokenizer, overlap=passage_overlap)
         self._document_cache = ByteBoundedLRU(cache_megabytes * 1024 * 1024)
         self._lock = threading.Lock()
+        self.vector_store = _checked_store(vector_store, self.model_path)
         self.documents_encoded = 0
         """How many document texts went through the model (cache misses), for monitoring."""
 
@@ -358,8 +379,10 @@ class ColBERTScorer:
 
     def document_vectors(self, texts: Sequence[str]) -> list[Any]:
         """Token vectors of each text, from the cache where possible; new texts are encoded once."""
-        keys = [hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest() for text in texts]
+        keys = [text_key(text) for text in texts]
         vectors: list[Any] = [self._document_cache.get(key) for key in keys]
+        if self.vector_store is not None:
+            vectors = [self.vector_store.vectors_for(key) if vector is None else vector for key, vector in zip(keys, vectors)]
         missing: dict[bytes, str] = {}
         for key, text, vector in zip(keys, texts, vectors):
             if vector is None:
@@ -373,6 +396,13 @@ class ColBERTScorer:
                 self._document_cache.put(key, vector)
             vectors = [fresh.get(key) if vector is None else vector for key, vector in zip(keys, vectors)]
         return vectors
+
+    def encode_documents_uncached(self, texts: list[str]) -> list[Any]:
+        """Token vectors of ``texts`` straight from the encoder (what a vector store keeps)."""
+        with self._lock:
+            vectors = self._encoder.encode_documents(list(texts))
+            self.documents_encoded += len(texts)
+        return [v.numpy() if hasattr(v, "numpy") else v for v in vectors]
 
     def clear_cache(self) -> None:
         self._document_cache.clear()

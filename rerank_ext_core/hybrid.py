@@ -151,6 +151,10 @@ class ChromaHybridSearch:
             for a scan of the collection's ids; documents added by other writers then appear
             within about ``check_interval`` seconds, and deleted ones are never returned (they are
             dropped at read-back). ``False``, or an interval of 0, checks on the query path.
+        colbert_vectors: a :class:`~rerank_ext_core.colbert_store.ColBERTVectorStore` to keep in step
+            with the collection (encoded at write time, or when another writer's documents are
+            noticed; dropped on delete); pass the same store to ``ColBERTReranker(vector_store=...)``
+            so that reranking encodes only the query. It catches up with the collection here.
         autosave: rewrite the saved index after every change (atomic, O(corpus) per save); with
             ``False`` call :meth:`save` yourself, e.g. after a batch of writes.
         page_size: records per ``collection.get`` page.
@@ -180,6 +184,7 @@ class ChromaHybridSearch:
         bm25_params: Mapping[str, Any] | None = None,
         timeout: float | None = 60.0,
         background_refresh: bool = True,
+        colbert_vectors: Any = None,
     ) -> None:
         if collection is None or not callable(getattr(collection, "count", None)):
             msg = f"collection must be a chromadb Collection, got {type(collection).__name__}."
@@ -212,6 +217,9 @@ class ChromaHybridSearch:
             page_size=self.page_size,
             background_refresh=background_refresh,
         )
+        self.colbert_vectors = colbert_vectors
+        if colbert_vectors is not None:
+            self.mirror.add_follower(colbert_vectors)
         self._dense_side = DenseSide(collection, embedder, async_collection)
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None

@@ -140,6 +140,7 @@ class BM25Mirror:
         self._closed = False
         self.background_scans = 0
         """Id scans the refresher has made (for monitoring and tests)."""
+        self._followers: list[Any] = []
 
     def _resolve_index_path(self, index_dir: str | os.PathLike[str] | None) -> Path | None:
         if index_dir is None:
@@ -167,11 +168,11 @@ class BM25Mirror:
                     ids, documents = page["ids"], page["documents"]
                     current.update(ids)
                     before = {doc_id: self.index.hash_of(doc_id) for doc_id in ids}
-                    skipped.update(self.index.upsert(ids, documents))
+                    skipped.update(self._index_upsert(ids, documents))
                     changed = changed or any(self.index.hash_of(i) != before[i] for i in ids)
                     bar.update(len(ids))
             removed = self._state.known_ids - current
-            self.index.remove(removed)
+            self._index_remove(removed)
             changed = changed or bool(removed) or skipped != self._state.skipped_ids
             now = time.monotonic()
             self._state = _SyncState(current, skipped, True, last_id_check=now, last_count_check=now)
@@ -253,8 +254,8 @@ class BM25Mirror:
                 touched = self._touched
                 removed = state.known_ids - current - touched
                 added = [doc_id for doc_id in candidates if doc_id in records and doc_id not in touched]
-                skipped = set(self.index.upsert(added, [records[i]["document"] for i in added])) if added else set()
-                self.index.remove(removed)
+                skipped = set(self._index_upsert(added, [records[i]["document"] for i in added])) if added else set()
+                self._index_remove(removed)
                 state.known_ids.difference_update(removed)
                 state.known_ids.update(added)
                 state.skipped_ids = (state.skipped_ids - removed) | skipped
@@ -267,6 +268,26 @@ class BM25Mirror:
         finally:
             with self._lock:
                 self._touched = None
+
+    # ------------------------------------------------------------------ the index and its followers
+    def add_follower(self, follower: Any) -> None:
+        """Something kept in step with the index (a :class:`~rerank_ext_core.colbert_store.ColBERTVectorStore`):
+        its ``upsert(ids, texts)`` and ``remove(ids)`` are called with every change, and its
+        ``follow(mirror)`` once, now, to catch up."""
+        self._followers.append(follower)
+        follower.follow(self)
+
+    def _index_upsert(self, ids: Sequence[str], texts: Sequence[str]) -> list[str]:
+        skipped = self.index.upsert(ids, texts)
+        for follower in self._followers:
+            follower.upsert(ids, texts)
+        return skipped
+
+    def _index_remove(self, ids: Any) -> None:
+        ids = list(ids)
+        self.index.remove(ids)
+        for follower in self._followers:
+            follower.remove(ids)
 
     def _note_touched(self, ids: Any) -> None:
         if self._touched is not None:
@@ -283,9 +304,9 @@ class BM25Mirror:
         if added:
             records = chroma.get_by_ids(self.collection, added, include=["documents"], page_size=self.page_size)
             found = [doc_id for doc_id in added if doc_id in records]
-            skipped |= set(self.index.upsert(found, [records[i]["document"] for i in found]))
+            skipped |= set(self._index_upsert(found, [records[i]["document"] for i in found]))
             current -= set(added) - set(found)
-        self.index.remove(removed)
+        self._index_remove(removed)
         now = time.monotonic()
         self._state = _SyncState(current, skipped, True, last_id_check=now, last_count_check=now)
         if added or removed:
@@ -303,10 +324,10 @@ class BM25Mirror:
         with self._lock:
             self._note_touched(missing)
             self._note_touched(changed or ())
-            self.index.remove(missing)
+            self._index_remove(missing)
             self._state.known_ids.difference_update(missing)
             if changed:
-                self.index.upsert(list(changed), list(changed.values()))
+                self._index_upsert(list(changed), list(changed.values()))
                 logger.info("Re-tokenized %d documents whose text changed in Chroma", len(changed))
 
     def search(
@@ -414,7 +435,7 @@ class BM25Mirror:
             self._note_touched(ids)
             chroma.call(self.collection, f"{method} documents", getattr(self.collection, method), **request)
             if documents is not None:
-                skipped = set(self.index.upsert(ids, list(documents)))
+                skipped = set(self._index_upsert(ids, list(documents)))
                 self._state.skipped_ids = (self._state.skipped_ids - set(ids)) | skipped
             self._state.known_ids.update(ids)
             self._save_locked()
@@ -439,7 +460,7 @@ class BM25Mirror:
             for start in range(0, len(ordered), self.page_size):
                 batch = ordered[start : start + self.page_size]
                 chroma.call(self.collection, "deleting documents", self.collection.delete, ids=batch)
-            self.index.remove(ordered)
+            self._index_remove(ordered)
             self._state.known_ids.difference_update(ordered)
             self._state.skipped_ids.difference_update(ordered)
             self._save_locked()
