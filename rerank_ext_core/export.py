@@ -140,7 +140,7 @@ def ensure_export(request: ExportRequest, cache_dir: str | Path | None = None) -
                 raise
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, (ImportError, RuntimeError)):
+        if isinstance(exc, ImportError):
             raise
         msg = f"Exporting {request.model_dir} to {request.runtime} ({request.precision}) failed: {type(exc).__name__}: {exc}"
         raise RuntimeError(msg) from exc
