@@ -117,7 +117,7 @@ def run_comparison(what: str, out: Path, args: argparse.Namespace) -> list[str]:
         runs = {source: {"source": source, "training": {"loss": loss}, "teacher": teacher}
                 for source in ("hybrid", "dense", "bm25", "random")}
     else:
-        losses = ("bce", "mnrl", "lambda", "listnet", "margin-mse") if kind == "cross-encoder" else ("mnrl", "margin-mse")
+        losses = ("bce", "mnrl", "lambda", "margin-mse") if kind == "cross-encoder" else ("mnrl", "margin-mse")
         runs = {loss: {"training": {"loss": loss}, "teacher": "colbert:{minilm}" if loss == "margin-mse" else None}
                 for loss in losses}
     rows = []

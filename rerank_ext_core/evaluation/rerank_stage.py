@@ -100,7 +100,7 @@ def rerank_stage(
         raw = [float("nan")] * len(head)
         for item in scores:
             raw[item.index] = item.score
-        first_stage = candidates.scores[query_id][:top_n]
+        first_stage = candidates.scores.get(query_id, [])[:top_n] or None  # none: by position
         for weight, result in results.items():
             blended = blend_with_first_stage(raw, first_stage, weight)
             order = sorted(range(len(head)), key=lambda i: (-blended[i] if blended[i] == blended[i] else math.inf, i))

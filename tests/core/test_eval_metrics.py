@@ -80,7 +80,7 @@ def test_rerank_stage_reorders_the_head_and_keeps_the_tail_below_it():
     candidates.pipeline_latency_ms["q"] = 5.0
     texts = {"d0": "nothing", "d1": "red fox", "d2": "red", "d3": "red fox jumps"}
 
-    stage = rerank_stage(
+    [stage] = rerank_stage(
         "overlap", _WordOverlapScorer(), {"q": "red fox jumps"}, candidates, texts.__getitem__, top_n=3
     )
 
