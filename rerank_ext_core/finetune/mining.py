@@ -68,7 +68,7 @@ def mine_negatives(
     rng = random.Random(settings.seed)
     first, last = settings.window
     groups: list[TrainingGroup] = []
-    for query in queries:
+    for query in _progress(queries, teacher):
         positives = set(query.positive_ids)
         if settings.source == "random":
             pool = [doc_id for doc_id in rng.sample(corpus.ids, min(len(corpus.ids), last)) if doc_id not in positives]
@@ -106,6 +106,17 @@ def mine_negatives(
             negative_ids=tuple(chosen),
         ))
     return groups
+
+
+def _progress(queries: Sequence[TrainingQuery], teacher: Scorer | None) -> Sequence[TrainingQuery]:
+    """A progress bar (on a terminal) when a teacher scores every group: that takes minutes."""
+    import sys
+
+    if teacher is None or not sys.stderr.isatty():
+        return queries
+    from tqdm.auto import tqdm
+
+    return tqdm(queries, desc="teacher scores", unit="query")
 
 
 def _drop_false_negatives(
