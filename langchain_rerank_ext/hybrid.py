@@ -87,6 +87,10 @@ class ChromaHybridRetriever(BaseRetriever):
         """Bring the BM25 side fully up to date with the collection now."""
         self.search.refresh()
 
+    def close(self) -> None:
+        """Stop the background refresher and worker threads (garbage collection also stops them)."""
+        self.search.close()
+
     def _query_arguments(
         self, k: int | None, where: dict[str, Any] | None, where_document: dict[str, Any] | None
     ) -> dict[str, Any]:

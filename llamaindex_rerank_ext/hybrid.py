@@ -153,6 +153,10 @@ class ChromaHybridRetriever(BaseRetriever):
         """Bring the BM25 side fully up to date with the collection now."""
         self.search.refresh()
 
+    def close(self) -> None:
+        """Stop the background refresher and worker threads (garbage collection also stops them)."""
+        self.search.close()
+
     # LlamaIndex's own retrieve() reads any non-string as a QueryBundle and fails with an
     # AttributeError on .query_str: refuse what is neither, naming the argument.
     def retrieve(self, str_or_query_bundle: QueryType) -> list[NodeWithScore]:

@@ -20,21 +20,31 @@ __all__ = ["ColBERTReranker", "CrossEncoderReranker"]
 dispatcher = get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
+RERANKER_SCORE_KEY = "reranker_score"
 
 
 def _with_extra(keys: List[str], key: str) -> List[str]:
     return keys if key in keys else [*keys, key]
 
 
-def _reranked_node(original: NodeWithScore, score: float, keep_retrieval_score: bool) -> NodeWithScore:
+def _reranked_node(original: NodeWithScore, ranked: RankedText, keep_retrieval_score: bool) -> NodeWithScore:
     """A new NodeWithScore over a copy of the node: the caller's node and metadata stay untouched."""
     node = original.node
     update: dict[str, Any] = {"metadata": dict(node.metadata)}
+    hidden = []
+    if ranked.reranker_score is not None:  # the score is a blend: keep the reranker's own beside it
+        update["metadata"][RERANKER_SCORE_KEY] = ranked.reranker_score
+        hidden.append(RERANKER_SCORE_KEY)
     if keep_retrieval_score and original.score is not None:
         update["metadata"][RETRIEVAL_SCORE_KEY] = original.score
-        update["excluded_llm_metadata_keys"] = _with_extra(node.excluded_llm_metadata_keys, RETRIEVAL_SCORE_KEY)
-        update["excluded_embed_metadata_keys"] = _with_extra(node.excluded_embed_metadata_keys, RETRIEVAL_SCORE_KEY)
-    return NodeWithScore(node=node.model_copy(update=update), score=score)
+        hidden.append(RETRIEVAL_SCORE_KEY)
+    if hidden:
+        llm_keys, embed_keys = node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys
+        for key in hidden:
+            llm_keys, embed_keys = _with_extra(llm_keys, key), _with_extra(embed_keys, key)
+        update["excluded_llm_metadata_keys"] = llm_keys
+        update["excluded_embed_metadata_keys"] = embed_keys
+    return NodeWithScore(node=node.model_copy(update=update), score=ranked.score)
 
 
 class _RerankPostprocessor(RerankerFields, BaseNodePostprocessor):
@@ -73,7 +83,7 @@ class _RerankPostprocessor(RerankerFields, BaseNodePostprocessor):
             ) as event:
                 texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
                 ranked: list[RankedText] = self._rank(query_bundle.query_str, texts, [n.score for n in nodes])
-                reranked = [_reranked_node(nodes[r.index], r.score, self.keep_retrieval_score) for r in ranked]
+                reranked = [_reranked_node(nodes[r.index], r, self.keep_retrieval_score) for r in ranked]
                 event.on_end(payload={EventPayload.NODES: reranked})
         finally:
             dispatcher.event(ReRankEndEvent(nodes=reranked))

@@ -86,18 +86,19 @@ def detect_colbert_layout(model_dir: str) -> str:
     return "encoder"
 
 
-def _checked_store(store: Any, model_path: str) -> Any:
+def _checked_store(store: Any, scorer: Any) -> Any:
     if store is None:
         return None
     if not callable(getattr(store, "vectors_for", None)):
         msg = f"vector_store must be a ColBERTVectorStore, got {type(store).__name__}."
         raise TypeError(msg)
-    from rerank_ext_core.evaluation.corpus_cache import model_fingerprint
+    from rerank_ext_core.colbert_store import vector_signature
 
-    if store.model_fingerprint != model_fingerprint(model_path):
+    if store.model_fingerprint != vector_signature(scorer):
         msg = (
-            f"vector_store holds vectors of another model than {model_path!r}: rerank with the model the "
-            "store was built with (ColBERTVectorStore(scorer) uses scorer's model)."
+            f"vector_store holds vectors of another model or other settings than {scorer!r}: rerank with "
+            "the model, backend, precision and document_length the store was built with "
+            "(ColBERTVectorStore(scorer) uses scorer's)."
         )
         raise ValueError(msg)
     return store
@@ -204,12 +205,13 @@ def _exported_transformer(model_dir: str, runtime: str, precision: str, original
 
     session = ExportedSession(ExportRequest(model_dir, "token-encoder", runtime, "int8" if precision == "int8" else "fp32"), precision)
 
+    config = original.config  # only the config: the torch weights are not kept
+
     class ExportedTransformer(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.session = session
-            self.config = original.config
-            self.dtype_hint = torch.float32
+            self.config = config
 
         @property
         def device(self) -> Any:
@@ -357,7 +359,7 @@ class ColBERTScorer:
         self._splitter = PassageSplitter(self._encoder.tokenizer, overlap=passage_overlap)
         self._document_cache = ByteBoundedLRU(cache_megabytes * 1024 * 1024)
         self._lock = threading.Lock()
-        self.vector_store = _checked_store(vector_store, self.model_path)
+        self.vector_store = _checked_store(vector_store, self)
         self.documents_encoded = 0
         """How many document texts went through the model (cache misses), for monitoring."""
 

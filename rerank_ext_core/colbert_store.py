@@ -30,12 +30,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ColBERTVectorStore", "text_key"]
+__all__ = ["ColBERTVectorStore", "text_key", "vector_signature"]
 
 logger = logging.getLogger(__name__)
 
 _FORMAT = 1
 _FOLDER = "rerank_ext_colbert"
+
+
+def vector_signature(scorer: Any) -> str:
+    """What makes two scorers' document vectors interchangeable: the model's files and the
+    settings that change the vectors (backend, precision, document length)."""
+    from rerank_ext_core.evaluation.corpus_cache import model_fingerprint
+
+    settings = f"{scorer.backend}|{scorer.precision}|{getattr(scorer._encoder, 'document_token_budget', '')}"
+    return hashlib.sha256(f"{model_fingerprint(scorer.model_path)}|{settings}".encode()).hexdigest()
 
 
 def text_key(text: str) -> bytes:
@@ -55,10 +64,9 @@ class ColBERTVectorStore:
     """
 
     def __init__(self, scorer: Any, *, path: str | os.PathLike[str] | None = "auto", batch_size: int = 256) -> None:
-        from rerank_ext_core.evaluation.corpus_cache import model_fingerprint
-
         self.scorer = scorer
-        self.model_fingerprint = model_fingerprint(scorer.model_path)
+        self.model_fingerprint = vector_signature(scorer)
+        """The model and settings the vectors were made with (:func:`vector_signature`)."""
         self.batch_size = batch_size
         self._path_option = path
         self.path: Path | None = None
@@ -160,15 +168,17 @@ class ColBERTVectorStore:
             dim = next(iter(self._vectors.values())).shape[1] if ids else 0
             flat = np.concatenate([self._vectors[i] for i in ids]) if ids else np.zeros((0, dim), np.float16)
             keys = np.frombuffer(b"".join(self._keys[i] for i in ids), dtype=np.uint8).reshape(len(ids), 16)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        temporary = None
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, format=np.array(_FORMAT), ids=np.array(ids, dtype=str), keys=keys, lengths=lengths,
                          vectors=flat, model=np.array(self.model_fingerprint), collection=np.array(self.collection_id or ""))
             os.replace(temporary, self.path)
         except OSError as exc:
-            Path(temporary).unlink(missing_ok=True)
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
             logger.warning("Could not save the ColBERT store to %s (%s); it stays in memory.", self.path, exc)
         return self.path
 

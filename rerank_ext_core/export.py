@@ -45,7 +45,6 @@ EXPORT_PRECISIONS: dict[str, tuple[str, ...]] = {"onnxruntime": ("fp32", "int8")
 """What is baked into the exported files. bf16 is not among them: it is how OpenVINO *runs* an fp32
 graph (``INFERENCE_PRECISION_HINT``), so bf16 and fp32 share one export."""
 _MANIFEST = "manifest.json"
-_MODEL_FILES = {"onnxruntime": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
 _EXTRA = {"onnxruntime": "onnx", "openvino": "openvino"}
 
 
@@ -126,11 +125,13 @@ def ensure_export(request: ExportRequest, cache_dir: str | Path | None = None) -
         logger.warning("The cached export %s is not usable (%s): exporting again.", folder, why)
         shutil.rmtree(folder, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(root, folder.name)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
     try:
         logger.info("Exporting %s for %s (%s); this happens once per checkpoint.", request.model_dir, request.runtime, request.precision)
         _build(request, staging)
-        files = {name: file_sha256(staging / name) for name in _MODEL_FILES[request.runtime]}
+        # Every file the export wrote (a model over 2 GB brings external weight files), all hashed.
+        files = {path.name: file_sha256(path) for path in sorted(staging.iterdir()) if path.is_file()}
         manifest = {"key": key, "request": asdict(request), "files": files}
         (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         try:
@@ -148,6 +149,18 @@ def ensure_export(request: ExportRequest, cache_dir: str | Path | None = None) -
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _remove_abandoned_staging(root: Path, name: str, older_than: float = 3600.0) -> None:
+    """Staging folders of exports killed mid-way (an hour old or more): nothing will finish them."""
+    import time
+
+    for path in root.glob(f".{name}.*"):
+        try:
+            if time.time() - path.stat().st_mtime > older_than:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _require_runtime(runtime: str) -> None:

@@ -20,13 +20,14 @@ on first use without re-tokenizing; a damaged or foreign saved file is rebuilt f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,9 @@ class BM25Mirror:
         self.background_scans = 0
         """Id scans the refresher has made (for monitoring and tests)."""
         self._followers: list[Any] = []
+        self._follow_queue: list[tuple[str, list[str], list[str] | None]] = []
+        self._follow_lock = threading.Lock()
+        self._depth = 0
 
     def _resolve_index_path(self, index_dir: str | os.PathLike[str] | None) -> Path | None:
         if index_dir is None:
@@ -158,7 +162,7 @@ class BM25Mirror:
     def refresh(self) -> None:
         """Bring the index fully up to date now: re-reads every document (in pages),
         re-tokenizes the ones whose text changed, drops deleted ones, adds new ones."""
-        with self._lock:
+        with self._changing():
             self._load_saved_locked()
             current: set[str] = set()
             skipped: set[str] = set()
@@ -196,7 +200,7 @@ class BM25Mirror:
             due = now - state.last_id_check >= self.id_check_interval
             if count == len(state.known_ids) and not due:
                 return
-        with self._lock:
+        with self._changing():
             if not self._state.initialized:
                 self._load_saved_locked()
             if not self._state.initialized:
@@ -249,7 +253,14 @@ class BM25Mirror:
                 candidates = sorted(current - self._state.known_ids - self._touched)
             records = (chroma.get_by_ids(self.collection, candidates, include=["documents"], page_size=self.page_size)
                        if candidates else {})
+            # Offset paging can skip a live id when documents are deleted during the scan: an id
+            # missing from the scan is dropped only if Chroma confirms it is gone.
             with self._lock:
+                unseen = sorted(self._state.known_ids - current - self._touched)
+            if unseen:
+                still_there = chroma.get_by_ids(self.collection, unseen, include=[], page_size=self.page_size)
+                current.update(still_there)
+            with self._changing():
                 state = self._state
                 touched = self._touched
                 removed = state.known_ids - current - touched
@@ -279,15 +290,43 @@ class BM25Mirror:
 
     def _index_upsert(self, ids: Sequence[str], texts: Sequence[str]) -> list[str]:
         skipped = self.index.upsert(ids, texts)
-        for follower in self._followers:
-            follower.upsert(ids, texts)
+        if self._followers:
+            with self._follow_lock:
+                self._follow_queue.append(("upsert", list(ids), list(texts)))
         return skipped
 
     def _index_remove(self, ids: Any) -> None:
         ids = list(ids)
         self.index.remove(ids)
-        for follower in self._followers:
-            follower.remove(ids)
+        if self._followers and ids:
+            with self._follow_lock:
+                self._follow_queue.append(("remove", ids, None))
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """The index lock for a change; the followers hear of it after the lock is released, so a
+        follower that encodes (a ColBERT store) never holds up writes, repairs or queries."""
+        with self._lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                outermost = self._depth == 0
+        if outermost:
+            self._notify_followers()
+
+    def _notify_followers(self) -> None:
+        while True:
+            with self._follow_lock:
+                if not self._follow_queue:
+                    return
+                change, ids, texts = self._follow_queue.pop(0)
+            for follower in self._followers:
+                if change == "upsert":
+                    follower.upsert(ids, texts)
+                else:
+                    follower.remove(ids)
 
     def _note_touched(self, ids: Any) -> None:
         if self._touched is not None:
@@ -321,7 +360,7 @@ class BM25Mirror:
         to their new text. The index forgets the former and re-tokenizes the latter."""
         if not missing and not changed:
             return
-        with self._lock:
+        with self._changing():
             self._note_touched(missing)
             self._note_touched(changed or ())
             self._index_remove(missing)
@@ -431,7 +470,7 @@ class BM25Mirror:
             request["embeddings"] = [list(map(float, e)) for e in embeddings]
         # The lock spans the Chroma write and the index update, so two writers of one id can't
         # leave Chroma holding one's text and BM25 the other's.
-        with self._lock:
+        with self._changing():
             self._note_touched(ids)
             chroma.call(self.collection, f"{method} documents", getattr(self.collection, method), **request)
             if documents is not None:
@@ -455,7 +494,7 @@ class BM25Mirror:
         if not targets:
             return
         ordered = sorted(targets)
-        with self._lock:
+        with self._changing():
             self._note_touched(ordered)
             for start in range(0, len(ordered), self.page_size):
                 batch = ordered[start : start + self.page_size]

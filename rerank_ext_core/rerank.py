@@ -36,6 +36,8 @@ class RankedText(NamedTuple):
     index: int
     """Position of the text in the caller's input."""
     score: float
+    reranker_score: float | None = None
+    """The reranker's own score when ``score`` is a blend with the first stage's, else None."""
 
 
 def validate_top_n(top_n: int | None) -> int | None:
@@ -144,6 +146,9 @@ def rerank(
     first_stage_weight = validate_first_stage_weight(first_stage_weight)
     query = check_text("query", query)
     texts = check_texts("texts", texts)
+    if first_stage_weight and first_stage_scores is not None and len(first_stage_scores) != len(texts):
+        msg = f"first_stage_scores has {len(first_stage_scores)} scores for {len(texts)} texts; pass one per text, or None."
+        raise ValueError(msg)
     if not texts:
         return []
     if not query.strip():
@@ -153,11 +158,10 @@ def rerank(
     if len(scores) != len(texts):
         msg = f"{type(scorer).__name__} returned {len(scores)} scores for {len(texts)} texts."
         raise RuntimeError(msg)
-    scores = [float(s) for s in scores]
-    kept = range(len(scores)) if score_threshold is None else [i for i, s in enumerate(scores) if s >= score_threshold]
-    if first_stage_weight:
-        scores = blend_with_first_stage(scores, first_stage_scores, first_stage_weight)
-    ranked = sorted(((i, scores[i]) for i in kept), key=_sort_key)
+    own = [float(s) for s in scores]
+    kept = range(len(own)) if score_threshold is None else [i for i, s in enumerate(own) if s >= score_threshold]
+    blended = blend_with_first_stage(own, first_stage_scores, first_stage_weight) if first_stage_weight else own
+    ranked = sorted(((i, blended[i]) for i in kept), key=_sort_key)
     if top_n is not None:
         ranked = ranked[:top_n]
-    return [RankedText(i, s) for i, s in ranked]
+    return [RankedText(i, s, own[i] if first_stage_weight else None) for i, s in ranked]

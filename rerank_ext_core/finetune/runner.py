@@ -241,6 +241,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
         train_queries, dev_queries = _split_dev(queries, config.dev_fraction, settings.seed)
         teacher = _teacher(config.teacher, config.training.device)
         train_groups = mine_negatives(train_queries, corpus, retriever(settings.source), settings, teacher=teacher)
+        del teacher  # its memory is not needed while training
         first_stage = retriever("hybrid")
         dev = []
         for q in dev_queries:
@@ -328,7 +329,11 @@ def _teacher(spec: str | None, device: str) -> Any:
         return None
     from rerank_ext_core.evaluation.rerank_stage import build_scorer, parse_reranker_spec
 
-    return build_scorer(parse_reranker_spec(spec), device=device)
+    options: dict[str, Any] = {"device": device}
+    parsed = parse_reranker_spec(spec)
+    if parsed.kind == "cross-encoder":
+        options["normalize"] = False  # logits: margins of probabilities saturate
+    return build_scorer(parsed, **options)
 
 
 def _held_out_table(

@@ -107,3 +107,5 @@ def test_first_stage_weight_blends_relevance_score_or_else_position(cross_encode
     plain = [Document(page_content=t, id=f"d{i}") for i, t in enumerate(TEXTS)]
     out = reranker.compress_documents(plain, QUERY)
     assert [d.id for d in out] == [f"d{i}" for i in range(len(TEXTS))]  # no scores: the input order
+    own = reranker.scorer.score(QUERY, TEXTS)
+    assert [d.metadata["reranker_score"] for d in out] == pytest.approx(own)  # the reranker's own score is kept

@@ -217,3 +217,6 @@ def test_first_stage_weight_blends_the_node_scores(cross_encoder_path):
     assert [n.node.node_id for n in out] == [f"n{i}" for i in expected]
     assert [n.score for n in out] == pytest.approx([blended[i] for i in expected])
     assert out[0].node.metadata["retrieval_score"] == nodes[expected[0]].score
+    own = half.scorer.score(QUERY, TEXTS)
+    assert [n.node.metadata["reranker_score"] for n in out] == pytest.approx([own[i] for i in expected])
+    assert "reranker_score" not in out[0].node.get_content(metadata_mode="llm")
