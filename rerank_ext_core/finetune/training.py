@@ -21,7 +21,7 @@ from rerank_ext_core._optional import require
 from rerank_ext_core._validation import check_choice, check_number, check_positive_int
 from rerank_ext_core.finetune.data import FinetuneInputError, TrainingGroup
 
-__all__ = ["CROSS_ENCODER_LOSSES", "KINDS", "TrainingSettings", "TrainingResult", "train"]
+__all__ = ["CROSS_ENCODER_LOSSES", "KINDS", "RECIPES", "TrainingSettings", "TrainingResult", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,17 @@ CROSS_ENCODER_LOSSES: tuple[str, ...] = ("bce", "mnrl", "lambda", "listnet", "ma
 COLBERT_LOSSES: tuple[str, ...] = ("mnrl", "margin-mse")
 DISTILLATION_LOSSES: tuple[str, ...] = ("margin-mse",)
 """Losses that learn a teacher's scores (``pos_scores``/``neg_scores``) rather than binary labels."""
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Measured on SciFact with a MiniLM start (benchmarks/finetune_scifact.py, docs/finetune.md).
+    # `rerank-ext finetune` uses these for every option left unset.
+    "colbert": {"loss": "mnrl", "train_group_size": 4, "epochs": 2.0, "learning_rate": 3e-5, "max_length": 256},
+    "cross-encoder": {"loss": "margin-mse", "train_group_size": 4, "epochs": 1.0, "learning_rate": 1e-4,
+                      "max_length": 192, "teacher": "colbert:{embedding_model}"},
+}
+"""The default recipe per model kind. A cross-encoder learns from a teacher: MaxSim over the
+embedding model's token vectors (the model mining already uses), with MarginMSE."""
 
 
 @dataclass(frozen=True)

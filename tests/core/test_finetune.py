@@ -332,3 +332,25 @@ def test_the_blend_weight_is_chosen_on_dev():
     assert _best_weight(dev, strong) == (0.0, 1.0)
     # Candidates without a first-stage ranking (FlagEmbedding JSONL): no blend is tried.
     assert _best_weight([dev[0]._replace(first_stage_scores=None)], weak)[0] == 0.0
+
+
+def test_the_command_fills_unset_options_from_the_kinds_recipe(tmp_path, minilm_path):
+    from rerank_ext_core.cli import build_parser
+    from rerank_ext_core.finetune.command import recipe_for
+    from rerank_ext_core.finetune.training import RECIPES
+
+    def recipe(*extra):
+        return recipe_for(build_parser().parse_args(["finetune", "--base-model", "m", "-o", "out", *extra]))
+
+    colbert = recipe("--beir", "x", "--kind", "colbert")
+    assert {k: colbert[k] for k in RECIPES["colbert"]} == RECIPES["colbert"]
+    cross = recipe("--beir", "x", "--embedding-model", minilm_path)
+    assert cross["loss"] == "margin-mse" and cross["teacher"] == f"colbert:{minilm_path}"
+    assert recipe("--beir", "x", "--loss", "bce", "--epochs", "3")["teacher"] is None  # no teacher needed
+    assert recipe("--beir", "x", "--epochs", "3")["epochs"] == 3.0
+    plain, scored = tmp_path / "plain.jsonl", tmp_path / "scored.jsonl"
+    plain.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
+    scored.write_text('{"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": [2.0], "neg_scores": [0.5]}\n')
+    assert recipe("--flag-jsonl", str(plain))["loss"] == "bce"
+    assert recipe("--flag-jsonl", str(scored))["loss"] == "margin-mse"
+    assert recipe("--flag-jsonl", str(scored))["teacher"] is None
