@@ -87,7 +87,11 @@ class BM25Index:
         self._matrix: _Matrix | None = None
         self._stale = False  # documents were added or changed since the matrix was built
         self._removed_rows: set[int] = set()
+        self._upserts = 0
         self.rebuilds = 0
+        self.defer_rebuilds = False
+        """When True a search uses the current matrix even if it is stale, and whoever set this
+        (the mirror's background refresher) calls :meth:`refresh_matrix`: no query pays a rebuild."""
 
     # ---------------------------------------------------------------- contents
     def __len__(self) -> int:
@@ -133,6 +137,7 @@ class BM25Index:
                 self._tokens[doc_id] = np.asarray(token_ids, dtype=np.int32)
                 self._hashes[doc_id] = digest
                 self._stale = True
+                self._upserts += 1
         return skipped
 
     def remove(self, ids: Iterable[str]) -> None:
@@ -148,30 +153,54 @@ class BM25Index:
                 self._removed_rows.add(self._matrix.row_of[doc_id])
 
     # ----------------------------------------------------------------- search
+    def _needs_rebuild_locked(self) -> bool:
+        return self._stale or (
+            self._matrix is not None
+            and len(self._removed_rows) > self._rebuild_ratio * max(len(self._matrix.row_ids), 1)
+        )
+
     def _current_matrix(self) -> tuple[_Matrix | None, frozenset[int]]:
         with self._lock:
-            needs_rebuild = self._stale or (
-                self._matrix is not None
-                and len(self._removed_rows) > self._rebuild_ratio * max(len(self._matrix.row_ids), 1)
-            )
-            if needs_rebuild:
-                self._matrix = self._build_locked()
+            first = self._matrix is None and bool(self._tokens)
+            if self._needs_rebuild_locked() and (first or not self.defer_rebuilds):
+                self._matrix = self._build(self._tokens, len(self._vocab))
                 self._removed_rows = set()
                 self._stale = False
             return self._matrix, frozenset(self._removed_rows)
 
-    def _build_locked(self) -> _Matrix | None:
+    def refresh_matrix(self) -> bool:
+        """Rebuild a stale matrix now, building from a snapshot *without* holding the lock, so
+        concurrent searches keep using the current matrix meanwhile; then swap it in. Changes
+        made during the build are masked (removed or replaced documents) or leave the matrix
+        stale for the next call (added ones). Returns whether it rebuilt."""
+        with self._lock:
+            if not self._needs_rebuild_locked():
+                return False
+            snapshot = dict(self._tokens)
+            vocab_size = len(self._vocab)
+            upserts = self._upserts
+        matrix = self._build(snapshot, vocab_size)
+        with self._lock:
+            removed_rows: set[int] = set()
+            if matrix is not None:
+                removed_rows = {row for doc_id, row in matrix.row_of.items()
+                                if self._tokens.get(doc_id) is not snapshot[doc_id]}
+            self._matrix, self._removed_rows = matrix, removed_rows
+            self._stale = self._upserts != upserts
+        return True
+
+    def _build(self, tokens: dict[str, np.ndarray], vocab_size: int) -> _Matrix | None:
         bm25s = require("bm25s", feature="BM25 retrieval", extra="bm25")
         self.rebuilds += 1
-        row_ids = tuple(self._tokens)
+        row_ids = tuple(tokens)
         if not row_ids:
             return None
-        arrays = [self._tokens[doc_id] for doc_id in row_ids]
+        arrays = [tokens[doc_id] for doc_id in row_ids]
         flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
         if flat.size == 0:
             return None
         used = np.unique(flat)
-        compact_of = np.full(len(self._vocab), -1, dtype=np.int64)
+        compact_of = np.full(vocab_size, -1, dtype=np.int64)
         compact_of[used] = np.arange(len(used))
         scorer = bm25s.BM25(**self._bm25_params)
         corpus_token_ids = [compact_of[array].tolist() for array in arrays]

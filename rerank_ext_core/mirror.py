@@ -91,6 +91,7 @@ def _refresh_loop(mirror_ref: Callable[[], BM25Mirror | None], wake: threading.E
         interval = mirror.check_interval
         try:
             mirror._background_check()
+            mirror.index.refresh_matrix()  # the BM25 matrix too is rebuilt here, not by a query
         except Exception as exc:  # noqa: BLE001  (a server down, a timeout: the next round retries)
             logger.warning("Background refresh of %r failed (%s); retrying in %.0f s.",
                            getattr(mirror.collection, "name", "?"), exc, interval)
@@ -182,6 +183,7 @@ class BM25Mirror:
             self._state = _SyncState(current, skipped, True, last_id_check=now, last_count_check=now)
             if changed:
                 self._save_locked()
+        self.index.refresh_matrix()
 
     def sync(self) -> None:
         """The query-time check. The first call loads or builds the index. Then, with a background
@@ -219,6 +221,7 @@ class BM25Mirror:
             return
         with self._lock:
             if self._refresher is None or not self._refresher.is_alive():
+                self.index.defer_rebuilds = True
                 self._refresher = threading.Thread(
                     target=_refresh_loop, args=(weakref.ref(self), self._wake),
                     name=f"rerank-ext-refresh-{self.collection.name}", daemon=True,
@@ -228,6 +231,7 @@ class BM25Mirror:
     def close(self) -> None:
         """Stop the background refresher (it also stops once this object is garbage-collected)."""
         self._closed = True
+        self.index.defer_rebuilds = False
         self._wake.set()
         if self._refresher is not None and self._refresher is not threading.current_thread():
             self._refresher.join(timeout=5)
@@ -478,6 +482,7 @@ class BM25Mirror:
                 self._state.skipped_ids = (self._state.skipped_ids - set(ids)) | skipped
             self._state.known_ids.update(ids)
             self._save_locked()
+        self.index.refresh_matrix()  # our writes are searchable at once: the writer pays the rebuild
 
     def delete(self, ids: Sequence[str] | None = None, *, where: dict[str, Any] | None = None) -> None:
         """Delete records by id and/or by a ``where`` filter, from Chroma and the index."""

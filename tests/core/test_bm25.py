@@ -178,3 +178,33 @@ def test_concurrent_writes_and_searches():
 def test_bad_bm25_parameters_fail_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BM25Index(**kwargs)
+
+
+def test_refresh_matrix_builds_off_the_lock_and_masks_what_changed_meanwhile(monkeypatch):
+    index = BM25Index()
+    index.upsert(["a", "b", "c"], ["red apples", "green pears", "yellow bananas"])
+    index.search("apples", 1)  # the first matrix
+    index.upsert(["d"], ["purple grapes"])
+    index.defer_rebuilds = True
+    builds = index.rebuilds
+    assert index.search("grapes", 3) == []  # deferred: the stale matrix is used, no rebuild on the query path
+    assert index.rebuilds == builds
+    original = BM25Index._build
+
+    def build_while_others_write(self, tokens, vocab_size):
+        matrix = original(self, tokens, vocab_size)
+        self.remove(["a"])  # changes that land while the new matrix is being built
+        self.upsert(["b"], ["blue plums"])
+        self.upsert(["e"], ["orange mangoes"])
+        return matrix
+
+    monkeypatch.setattr(BM25Index, "_build", build_while_others_write)
+    assert index.refresh_matrix()
+    monkeypatch.setattr(BM25Index, "_build", original)
+    assert [doc for doc, _ in index.search("grapes", 3)] == ["d"]  # the build's own addition is in
+    assert index.search("apples", 3) == []  # removed during the build: masked
+    assert index.search("pears", 3) == []  # replaced during the build: the old text is masked
+    assert index.refresh_matrix()  # added during the build: still stale, so the next call rebuilds
+    assert [doc for doc, _ in index.search("plums", 3)] == ["b"]
+    assert [doc for doc, _ in index.search("mangoes", 3)] == ["e"]
+    assert not index.refresh_matrix()  # nothing left to do

@@ -260,7 +260,7 @@ def test_autosave_off_saves_only_on_request(ephemeral_collection, embedder, tmp_
     assert list(tmp_path.iterdir()) == []
     path = search.save()
     assert path is not None and path.exists()
-    reloaded = ChromaHybridSearch(ephemeral_collection, embedder=embedder, index_dir=tmp_path)
+    reloaded = ChromaHybridSearch(ephemeral_collection, embedder=embedder, index_dir=tmp_path, background_refresh=False)
     reloaded.mirror.sync()
     assert "n1" in reloaded.index and reloaded.index.rebuilds == 0
     with pytest.raises(ValueError, match="ids=\\[...\\] or where"):
