@@ -181,7 +181,7 @@ def test_bad_bm25_parameters_fail_at_construction(kwargs, match):
 
 
 def test_refresh_matrix_builds_off_the_lock_and_masks_what_changed_meanwhile(monkeypatch):
-    index = BM25Index()
+    index = BM25Index(rebuild_ratio=10.0)  # only staleness triggers a rebuild here, not masked rows
     index.upsert(["a", "b", "c"], ["red apples", "green pears", "yellow bananas"])
     index.search("apples", 1)  # the first matrix
     index.upsert(["d"], ["purple grapes"])
