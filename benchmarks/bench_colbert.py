@@ -95,7 +95,7 @@ def storage_lines(model: str, candidates) -> list[str]:
     rhos, overlaps = [], []
     for query, texts in candidates:
         q = scorer._encoder.encode_query(query)
-        fp16 = [store.vectors_for(text_key(t)) for t in texts]
+        fp16 = [store.vectors_for(text_key(t)).numpy() for t in texts]
         int8 = []
         for v in fp16:
             scale = np.abs(v).max(axis=1, keepdims=True) / 127 + 1e-12

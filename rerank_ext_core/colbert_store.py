@@ -136,12 +136,15 @@ class ColBERTVectorStore:
             del self._by_key[key]
 
     # ------------------------------------------------------------------------------- reading
-    def vectors_for(self, key: bytes) -> np.ndarray | None:
-        """The stored vectors of the document whose text has ``key`` (:func:`text_key`), as fp32."""
+    def vectors_for(self, key: bytes) -> Any:
+        """The stored vectors of the document whose text has ``key`` (:func:`text_key`), as an
+        fp32 torch tensor (one conversion, ready for MaxSim)."""
+        import torch
+
         with self._lock:
             doc_id = self._by_key.get(key)
             vector = None if doc_id is None else self._vectors.get(doc_id)
-        return None if vector is None else vector.astype(np.float32)
+        return None if vector is None else torch.from_numpy(vector).float()
 
     def __len__(self) -> int:
         return len(self._keys)
