@@ -91,7 +91,9 @@ def _refresh_loop(mirror_ref: Callable[[], BM25Mirror | None], wake: threading.E
         interval = mirror.check_interval
         try:
             mirror._background_check()
-            mirror.index.refresh_matrix()  # the BM25 matrix too is rebuilt here, not by a query
+            if time.monotonic() - mirror._last_rebuild >= mirror.rebuild_interval:
+                if mirror.index.refresh_matrix():  # the BM25 matrix too is rebuilt here, not by a query
+                    mirror._last_rebuild = time.monotonic()
         except Exception as exc:  # noqa: BLE001  (a server down, a timeout: the next round retries)
             logger.warning("Background refresh of %r failed (%s); retrying in %.0f s.",
                            getattr(mirror.collection, "name", "?"), exc, interval)
@@ -142,6 +144,12 @@ class BM25Mirror:
         self._closed = False
         self.background_scans = 0
         """Id scans the refresher has made (for monitoring and tests)."""
+        self._last_rebuild = 0.0
+        self.rebuild_interval = max(5.0, self.check_interval)
+        """Seconds between the refresher's BM25 rebuilds for other writers' documents (each costs
+        about a second of Python at 100k documents; our own writes rebuild at once)."""
+        self.appended_reads = 0
+        """Rounds where reading the newest page was enough (no scan of every id)."""
         self._followers: list[Any] = []
         self._follow_queue: list[tuple[str, list[str], list[str] | None]] = []
         self._follow_lock = threading.Lock()
@@ -245,7 +253,10 @@ class BM25Mirror:
         now = time.monotonic()
         count = chroma.call(self.collection, "counting documents", self.collection.count)
         state.last_count_check = now
-        if count == len(state.known_ids) and now - state.last_id_check < self.id_check_interval:
+        due = now - state.last_id_check >= self.id_check_interval
+        if count == len(state.known_ids) and not due:
+            return
+        if not due and count > len(state.known_ids) and self._read_appended(count - len(state.known_ids)):
             return
         with self._lock:
             self._touched = set()
@@ -331,6 +342,28 @@ class BM25Mirror:
                     follower.upsert(ids, texts)
                 else:
                     follower.remove(ids)
+
+    def _read_appended(self, grown: int) -> bool:
+        """The cheap path for a collection that only grew: read the last pages (Chroma's offsets
+        follow insertion order) instead of every id. True when that found all ``grown`` new
+        documents; anything else (deletes too, another order) falls back to the full scan, which
+        also runs every ``id_check_interval`` regardless."""
+        known = len(self._state.known_ids)
+        offset = max(0, known - self.page_size)
+        page = chroma.call(self.collection, "reading the newest documents", self.collection.get,
+                           offset=offset, limit=grown + 2 * self.page_size, include=["documents"])
+        with self._changing():
+            fresh = [(doc_id, text) for doc_id, text in zip(page["ids"], page["documents"])
+                     if doc_id not in self._state.known_ids]
+            if len(fresh) != grown:
+                return False
+            ids = [doc_id for doc_id, _ in fresh]
+            skipped = set(self._index_upsert(ids, [text for _, text in fresh]))
+            self._state.known_ids.update(ids)
+            self._state.skipped_ids |= skipped
+            self.appended_reads += 1
+            self._save_locked()
+        return True
 
     def _note_touched(self, ids: Any) -> None:
         if self._touched is not None:

@@ -55,7 +55,8 @@ def test_queries_never_scan_and_other_writers_documents_arrive(ephemeral_collect
         gate = ScanGate(monkeypatch)
         ephemeral_collection.add(ids=["q1"], documents=["Quokkas smile at tourists."], embeddings=embedder.embed_documents(["q"]))
         assert wait_for(lambda: search.query("quokkas smile", k=1)[0].sparse_rank == 1)
-        assert gate.threads and all(name.startswith("rerank-ext-refresh") for name in gate.threads)  # off the query path
+        assert all(name.startswith("rerank-ext-refresh") for name in gate.threads)  # off the query path
+        assert search.mirror.appended_reads >= 1  # the collection only grew: the newest page was enough
         # Even with the refresher stalled and every check long overdue, a query does not scan.
         monkeypatch.setattr(search.mirror, "_background_check", lambda: None)
         until = time.monotonic() + 0.6
@@ -157,3 +158,20 @@ def test_zero_intervals_and_background_refresh_false_check_on_the_query_path(eph
         assert name in search.index  # seen by the very next query
     with pytest.raises(TypeError, match="background_refresh=.yes. is invalid: pass True or False"):
         ChromaHybridSearch(ephemeral_collection, embedder=embedder, background_refresh="yes")
+
+
+def test_a_collection_that_only_grew_is_read_from_its_newest_page(ephemeral_collection, embedder, monkeypatch):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, background_refresh=False)
+    search.query("dogs", k=1)
+    gate = ScanGate(monkeypatch)
+    ephemeral_collection.add(ids=["g1", "g2"], documents=["Geckos climb glass.", "Gannets dive deep."],
+                             embeddings=embedder.embed_documents(["g1", "g2"]))
+    search.mirror._background_check()
+    assert gate.threads == []  # no scan of every id
+    assert "g1" in search.index and "g2" in search.index and search.mirror.appended_reads == 1
+    ephemeral_collection.delete(ids=["a1"])  # a delete and an add: the count alone can't tell, so a full scan
+    ephemeral_collection.add(ids=["g3", "g4"], documents=["Grebes nest on water.", "Gibbons swing."],
+                             embeddings=embedder.embed_documents(["g3", "g4"]))
+    search.mirror._background_check()
+    assert "g3" in search.index and "a1" not in search.index
