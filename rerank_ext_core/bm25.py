@@ -30,7 +30,7 @@ from rerank_ext_core._optional import require
 from rerank_ext_core._validation import check_choice, check_number
 from rerank_ext_core.tokenization import Tokenizer
 
-__all__ = ["BM25Index", "content_hash"]
+__all__ = ["BM25Index", "content_hash", "score_matrix"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,59 @@ class _Matrix:
 
 
 BM25_METHODS: tuple[str, ...] = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+
+
+def _idf(method: str, df: np.ndarray, n_docs: int) -> np.ndarray:
+    if method == "robertson":
+        return np.log(np.maximum((n_docs - df + 0.5) / (df + 0.5), 1.0))
+    if method == "lucene":
+        return np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+    if method == "atire":
+        return np.log(n_docs / df)
+    if method == "bm25l":
+        return np.log((n_docs + 1) / (df + 0.5))
+    return np.log((n_docs + 1) / df)  # bm25+
+
+
+def _term_frequency_component(method: str, tf: Any, length: Any, average: float, k1: float, b: float, delta: float) -> Any:
+    norm = 1 - b + b * length / average
+    if method in ("robertson", "lucene"):
+        return tf / (k1 * norm + tf)
+    if method == "atire":
+        return tf * (k1 + 1) / (tf + k1 * norm)
+    if method == "bm25l":
+        c = tf / norm
+        return (k1 + 1) * (c + delta) / (k1 + c + delta)
+    return (k1 + 1) * tf / (k1 * norm + tf) + delta  # bm25+
+
+
+def score_matrix(
+    columns: np.ndarray, lengths: np.ndarray, n_terms: int, *, method: str, k1: float, b: float, delta: float
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The BM25 score matrix that ``bm25s.BM25.build_index_from_ids`` makes (same CSC arrays, same
+    values to float32 rounding), computed with whole-array numpy instead of a Python loop per
+    document: at 100k documents about 0.1 s instead of about 1 s of held GIL.
+
+    ``columns`` holds every document's term columns, documents one after another; ``lengths`` the
+    number of tokens per document. Returns bm25s's ``scores`` dict and its non-occurrence array
+    (BM25L and BM25+ only, else None)."""
+    n_docs = len(lengths)
+    rows_of_tokens = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    # One key per (term, document), sorted by term then document: CSC order.
+    keys, tf = np.unique(columns.astype(np.int64) * n_docs + rows_of_tokens, return_counts=True)
+    term, row = np.divmod(keys, n_docs)
+    df = np.bincount(term, minlength=n_terms).astype(np.float64)
+    average = float(lengths.mean())
+    idf = _idf(method, df, n_docs).astype(np.float32)
+    scores = idf[term] * _term_frequency_component(method, tf.astype(np.float64), lengths[row], average, k1, b, delta)
+    nonoccurrence = None
+    if method in ("bm25l", "bm25+"):
+        nonoccurrence = (idf * _term_frequency_component(method, 0.0, average, average, k1, b, delta)).astype(np.float32)
+        scores -= nonoccurrence[term]
+    indptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(np.bincount(term, minlength=n_terms), out=indptr[1:])
+    matrix = {"data": scores.astype(np.float32), "indices": row.astype(np.int32), "indptr": indptr, "num_docs": n_docs}
+    return matrix, nonoccurrence
 
 
 class BM25Index:
@@ -88,6 +141,9 @@ class BM25Index:
         self._stale = False  # documents were added or changed since the matrix was built
         self._removed_rows: set[int] = set()
         self._upserts = 0
+        self._builds_in_progress: list[list[str]] = []
+        """One list per :meth:`refresh_matrix` building from a snapshot: the ids upserted or
+        removed meanwhile."""
         self.rebuilds = 0
         self.defer_rebuilds = False
         """When True a search uses the current matrix even if it is stale, and whoever set this
@@ -135,6 +191,8 @@ class BM25Index:
                     if row is not None:
                         self._removed_rows.add(row)
                 self._tokens[doc_id] = np.asarray(token_ids, dtype=np.int32)
+                for changed in self._builds_in_progress:
+                    changed.append(doc_id)
                 self._hashes[doc_id] = digest
                 self._stale = True
                 self._upserts += 1
@@ -148,6 +206,8 @@ class BM25Index:
         for doc_id in ids:
             if self._tokens.pop(doc_id, None) is None:
                 continue
+            for changed in self._builds_in_progress:
+                changed.append(doc_id)
             self._hashes.pop(doc_id, None)
             if self._matrix is not None and doc_id in self._matrix.row_of:
                 self._removed_rows.add(self._matrix.row_of[doc_id])
@@ -179,12 +239,17 @@ class BM25Index:
             snapshot = dict(self._tokens)
             vocab_size = len(self._vocab)
             upserts = self._upserts
-        matrix = self._build(snapshot, vocab_size)
+            changed: list[str] = []
+            self._builds_in_progress.append(changed)
+        try:
+            matrix = self._build(snapshot, vocab_size)
+        finally:
+            with self._lock:
+                self._builds_in_progress = [other for other in self._builds_in_progress if other is not changed]
         with self._lock:
             removed_rows: set[int] = set()
             if matrix is not None:
-                removed_rows = {row for doc_id, row in matrix.row_of.items()
-                                if self._tokens.get(doc_id) is not snapshot[doc_id]}
+                removed_rows = {matrix.row_of[doc_id] for doc_id in changed if doc_id in matrix.row_of}
             self._matrix, self._removed_rows = matrix, removed_rows
             self._stale = self._upserts != upserts
         return True
@@ -193,21 +258,18 @@ class BM25Index:
         bm25s = require("bm25s", feature="BM25 retrieval", extra="bm25")
         self.rebuilds += 1
         row_ids = tuple(tokens)
-        if not row_ids:
-            return None
         arrays = [tokens[doc_id] for doc_id in row_ids]
         flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
         if flat.size == 0:
             return None
-        used = np.unique(flat)
+        lengths = np.fromiter((array.size for array in arrays), dtype=np.int64, count=len(arrays))
+        used = np.flatnonzero(np.bincount(flat, minlength=vocab_size))
         compact_of = np.full(vocab_size, -1, dtype=np.int64)
         compact_of[used] = np.arange(len(used))
+        columns = compact_of[flat]
         scorer = bm25s.BM25(**self._bm25_params)
-        corpus_token_ids = [compact_of[array].tolist() for array in arrays]
-        scorer.scores = scorer.build_index_from_ids(
-            unique_token_ids=list(range(len(used))),
-            corpus_token_ids=corpus_token_ids,
-            show_progress=False,
+        scorer.scores, scorer.nonoccurrence_array = score_matrix(
+            columns, lengths, len(used), method=scorer.method, k1=scorer.k1, b=scorer.b, delta=scorer.delta
         )
         scorer.vocab_dict = {}
         logger.debug("BM25 matrix built: %d documents, %d terms", len(row_ids), len(used))

@@ -150,7 +150,9 @@ class ChromaHybridSearch:
         background_refresh: run those checks in a background thread (default), so no query waits
             for a scan of the collection's ids or a BM25 rebuild; documents added by other writers
             then reach the BM25 side within about 5 seconds, and deleted ones are never returned
-            (they are dropped at read-back). ``False``, or an interval of 0, checks on the query path.
+            (they are dropped at read-back). The refresher's periodic id scan is paced and runs
+            less often than ``id_check_interval`` when it is expensive (at most 2% of the time,
+            ``search.mirror.scan_budget``). ``False``, or an interval of 0, checks on the query path.
         colbert_vectors: a :class:`~rerank_ext_core.colbert_store.ColBERTVectorStore` to keep in step
             with the collection (encoded at write time, or when another writer's documents are
             noticed; dropped on delete); pass the same store to ``ColBERTReranker(vector_store=...)``

@@ -6,11 +6,13 @@ Following the collection:
       the BM25 index at once;
     * writes made by anyone else (LlamaIndex ``ChromaVectorStore``, ``langchain-chroma``, the raw
       client) are noticed by comparing ``collection.count()`` with the ids it knows every
-      ``check_interval`` seconds, and every ``id_check_interval`` seconds (and always after a
-      count change) reading the collection's ids (ids only, in pages), indexing only the added
-      documents and dropping the deleted ones. With ``background_refresh`` (the default) a
-      refresher thread does this off the query path, so no query waits for a scan of the
-      collection; an interval of 0 asks for the check on every query, synchronously;
+      ``check_interval`` seconds, then reading the newest documents (the collection only grew) or
+      the collection's ids (ids only, in pages), indexing only the added documents and dropping
+      the deleted ones; the ids are also read every ``id_check_interval`` seconds. With
+      ``background_refresh`` (the default) a refresher thread does this off the query path, so no
+      query waits for a scan of the collection: it applies other writers' changes at most every
+      ``rebuild_interval`` and paces its id scans within ``scan_budget``. An interval of 0 asks
+      for the check on every query, synchronously;
     * a document found deleted or changed while reading results back is reported through
       :meth:`BM25Mirror.repair`; :meth:`BM25Mirror.refresh` re-reads everything.
 
@@ -43,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 _INDEX_FOLDER = "rerank_ext_bm25"
 _WRITE_METHODS = ("add", "upsert", "update")
+_SCAN_PAGE_SIZE = 10_000
+_SCAN_DUTY = 0.25  # between scan pages the refresher pauses three times as long as the page took
+_APPEND_MARGIN = 64  # positions re-read before the known end, in case of deletes
 
 
 @dataclass
@@ -91,9 +96,7 @@ def _refresh_loop(mirror_ref: Callable[[], BM25Mirror | None], wake: threading.E
         interval = mirror.check_interval
         try:
             mirror._background_check()
-            if time.monotonic() - mirror._last_rebuild >= mirror.rebuild_interval:
-                if mirror.index.refresh_matrix():  # the BM25 matrix too is rebuilt here, not by a query
-                    mirror._last_rebuild = time.monotonic()
+            mirror.index.refresh_matrix()  # the BM25 matrix too is rebuilt here, not by a query
         except Exception as exc:  # noqa: BLE001  (a server down, a timeout: the next round retries)
             logger.warning("Background refresh of %r failed (%s); retrying in %.0f s.",
                            getattr(mirror.collection, "name", "?"), exc, interval)
@@ -141,13 +144,24 @@ class BM25Mirror:
         of them must not undo those changes."""
         self._refresher: threading.Thread | None = None
         self._wake = threading.Event()
+        self._stop = threading.Event()
         self._closed = False
         self.background_scans = 0
         """Id scans the refresher has made (for monitoring and tests)."""
-        self._last_rebuild = 0.0
+        self._last_apply = 0.0
         self.rebuild_interval = max(5.0, self.check_interval)
-        """Seconds between the refresher's BM25 rebuilds for other writers' documents (each costs
-        about a second of Python at 100k documents; our own writes rebuild at once)."""
+        """Seconds between the refresher's rounds that apply other writers' changes (each ends in a
+        BM25 rebuild, about 0.15 s at 100k documents); our own writes are applied at once."""
+        self.scan_page_size = max(page_size, _SCAN_PAGE_SIZE)
+        """Ids per request of an id scan (ids only, so pages can be larger than ``page_size``:
+        Chroma's offset paging costs per request, growing with the offset)."""
+        self.scan_budget = 0.02
+        """The share of wall time the periodic id scan may take on average: after a scan that kept
+        the refresher busy ``t`` seconds, the next one starts no sooner than ``t / scan_budget``
+        seconds later (and no sooner than ``id_check_interval``), so its cost stays bounded as the
+        collection grows; its pages are spaced out so that no stretch of queries shares the
+        server with it for long."""
+        self._next_scan = 0.0
         self.appended_reads = 0
         """Rounds where reading the newest page was enough (no scan of every id)."""
         self._followers: list[Any] = []
@@ -240,30 +254,48 @@ class BM25Mirror:
         """Stop the background refresher (it also stops once this object is garbage-collected)."""
         self._closed = True
         self.index.defer_rebuilds = False
+        self._stop.set()
         self._wake.set()
         if self._refresher is not None and self._refresher is not threading.current_thread():
             self._refresher.join(timeout=5)
 
     def _background_check(self) -> None:
-        """One round of the refresher: the count, then the ids when due or when the count moved.
-        The scan reads Chroma without the lock; only applying its difference takes it."""
+        """One round of the refresher: the count; then, at most every ``rebuild_interval``, other
+        writers' changes (the newest documents when the collection only grew, else an id scan);
+        and the periodic id scan when due. Chroma is read without the lock; only applying the
+        difference takes it."""
         state = self._state
         if not state.initialized:
             return
         now = time.monotonic()
         count = chroma.call(self.collection, "counting documents", self.collection.count)
         state.last_count_check = now
-        due = now - state.last_id_check >= self.id_check_interval
-        if count == len(state.known_ids) and not due:
+        known = len(state.known_ids)
+        scan_due = now - state.last_id_check >= self.id_check_interval and now >= self._next_scan
+        if not scan_due and (count == known or now - self._last_apply < self.rebuild_interval):
             return
-        if not due and count > len(state.known_ids) and self._read_appended(count - len(state.known_ids)):
+        self._last_apply = now
+        if not scan_due and count > known and self._read_appended(count - known):
             return
-        with self._lock:
-            self._touched = set()
-        try:
+        self._scan_ids()
+
+    def _scan_ids(self) -> None:
+        """Every id, read in paced pages, compared with the index; the difference is applied under
+        the lock without undoing what was written, deleted or repaired meanwhile."""
+        with self._tracking_touched():
             current: set[str] = set()
-            for page in chroma.iter_pages(self.collection, page_size=self.page_size):
+            busy = 0.0
+            pages = chroma.iter_pages(self.collection, page_size=self.scan_page_size)
+            while True:
+                started = time.monotonic()
+                page = next(pages, None)
+                took = time.monotonic() - started
+                busy += took
+                if page is None:
+                    break
                 current.update(page["ids"])
+                if self._closed or self._stop.wait(took * (1 / _SCAN_DUTY - 1)):
+                    return
             with self._lock:
                 candidates = sorted(current - self._state.known_ids - self._touched)
             records = (chroma.get_by_ids(self.collection, candidates, include=["documents"], page_size=self.page_size)
@@ -286,14 +318,12 @@ class BM25Mirror:
                 state.known_ids.update(added)
                 state.skipped_ids = (state.skipped_ids - removed) | skipped
                 state.last_id_check = state.last_count_check = time.monotonic()
+                self._next_scan = state.last_id_check + busy / self.scan_budget
                 self.background_scans += 1
                 if added or removed:
                     logger.info("Collection %r changed outside this index: %d added, %d removed",
                                 self.collection.name, len(added), len(removed))
                     self._save_locked()
-        finally:
-            with self._lock:
-                self._touched = None
 
     # ------------------------------------------------------------------ the index and its followers
     def add_follower(self, follower: Any) -> None:
@@ -344,26 +374,42 @@ class BM25Mirror:
                     follower.remove(ids)
 
     def _read_appended(self, grown: int) -> bool:
-        """The cheap path for a collection that only grew: read the last pages (Chroma's offsets
-        follow insertion order) instead of every id. True when that found all ``grown`` new
-        documents; anything else (deletes too, another order) falls back to the full scan, which
-        also runs every ``id_check_interval`` regardless."""
+        """The cheap path for a collection that only grew: read from just before the known end
+        (Chroma's offsets follow insertion order) instead of every id. True when that found at
+        least ``grown`` new documents (more: added since the count; all are indexed) and a count
+        taken after the read shows that nothing was deleted; otherwise the caller falls back to
+        the id scan. Deletes hidden by as many adds before the first count are found by the
+        periodic scan, and are never returned meanwhile (results are read back from Chroma)."""
         known = len(self._state.known_ids)
-        offset = max(0, known - self.page_size)
-        page = chroma.call(self.collection, "reading the newest documents", self.collection.get,
-                           offset=offset, limit=grown + 2 * self.page_size, include=["documents"])
-        with self._changing():
-            fresh = [(doc_id, text) for doc_id, text in zip(page["ids"], page["documents"])
-                     if doc_id not in self._state.known_ids]
-            if len(fresh) != grown:
-                return False
-            ids = [doc_id for doc_id, _ in fresh]
-            skipped = set(self._index_upsert(ids, [text for _, text in fresh]))
-            self._state.known_ids.update(ids)
-            self._state.skipped_ids |= skipped
-            self.appended_reads += 1
-            self._save_locked()
+        with self._tracking_touched():
+            page = chroma.call(self.collection, "reading the newest documents", self.collection.get,
+                               offset=max(0, known - _APPEND_MARGIN), limit=grown + 2 * _APPEND_MARGIN,
+                               include=["documents"])
+            count = chroma.call(self.collection, "counting documents", self.collection.count)
+            with self._changing():
+                fresh = [(doc_id, text) for doc_id, text in zip(page["ids"], page["documents"])
+                         if doc_id not in self._state.known_ids and doc_id not in self._touched]
+                if len(fresh) < grown or len(self._state.known_ids) + len(fresh) > count:
+                    return False
+                ids = [doc_id for doc_id, _ in fresh]
+                skipped = set(self._index_upsert(ids, [text for _, text in fresh]))
+                self._state.known_ids.update(ids)
+                self._state.skipped_ids |= skipped
+                self.appended_reads += 1
+                self._save_locked()
         return True
+
+    @contextlib.contextmanager
+    def _tracking_touched(self) -> Iterator[None]:
+        """While Chroma is read without the lock, remember the ids our own writes, deletes and
+        repairs touch: the older view must not undo them."""
+        with self._lock:
+            self._touched = set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._touched = None
 
     def _note_touched(self, ids: Any) -> None:
         if self._touched is not None:
@@ -372,7 +418,7 @@ class BM25Mirror:
     def _sync_ids_locked(self) -> None:
         state = self._state
         current: set[str] = set()
-        for page in chroma.iter_pages(self.collection, page_size=self.page_size):
+        for page in chroma.iter_pages(self.collection, page_size=self.scan_page_size):
             current.update(page["ids"])
         removed = state.known_ids - current
         added = sorted(current - state.known_ids)

@@ -164,6 +164,7 @@ def test_a_collection_that_only_grew_is_read_from_its_newest_page(ephemeral_coll
     fill(ephemeral_collection, embedder)
     search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, background_refresh=False)
     search.query("dogs", k=1)
+    search.mirror.rebuild_interval = 0  # apply other writers' changes at every round
     gate = ScanGate(monkeypatch)
     ephemeral_collection.add(ids=["g1", "g2"], documents=["Geckos climb glass.", "Gannets dive deep."],
                              embeddings=embedder.embed_documents(["g1", "g2"]))
@@ -175,3 +176,84 @@ def test_a_collection_that_only_grew_is_read_from_its_newest_page(ephemeral_coll
                              embeddings=embedder.embed_documents(["g3", "g4"]))
     search.mirror._background_check()
     assert "g3" in search.index and "a1" not in search.index
+
+
+def test_documents_added_after_the_count_are_indexed_and_deletes_still_force_a_scan(ephemeral_collection, embedder, monkeypatch):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, background_refresh=False)
+    search.query("dogs", k=1)
+    mirror = search.mirror
+    gate = ScanGate(monkeypatch)
+    ephemeral_collection.add(ids=["n1", "n2"], documents=["Narwhals have tusks.", "Newts live in ponds."],
+                             embeddings=embedder.embed_documents(["n1", "n2"]))
+    assert mirror._read_appended(1)  # the count saw one new document; the read found two: both are kept
+    assert "n1" in mirror.index and "n2" in mirror.index and gate.threads == []
+    ephemeral_collection.delete(ids=["a2"])
+    ephemeral_collection.add(ids=["n3", "n4"], documents=["Nightjars hunt at dusk.", "Nutrias dig burrows."],
+                             embeddings=embedder.embed_documents(["n3", "n4"]))
+    assert not mirror._read_appended(1)  # two new, but the count after the read shows a delete
+    assert "n3" not in mirror.index
+
+
+def test_other_writers_changes_are_applied_at_most_every_rebuild_interval(ephemeral_collection, embedder):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, background_refresh=False)
+    search.query("dogs", k=1)
+    mirror = search.mirror
+    mirror.rebuild_interval = 3600
+    for doc_id, text in (("b1", "Bison graze the plains."), ("b2", "Bats sleep upside down.")):
+        ephemeral_collection.add(ids=[doc_id], documents=[text], embeddings=embedder.embed_documents([text]))
+        mirror._background_check()
+    assert "b1" in mirror.index and "b2" not in mirror.index  # the second waits for the next round
+    mirror._last_apply = 0.0
+    mirror._background_check()
+    assert "b2" in mirror.index
+
+
+def test_the_periodic_scan_is_paced_and_its_share_of_time_bounded(ephemeral_collection, embedder, monkeypatch):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, background_refresh=False)
+    search.query("dogs", k=1)
+    mirror = search.mirror
+    original = chroma.iter_pages
+
+    def slow_pages(collection, *args, **kwargs):
+        for page in original(collection, *args, **kwargs):
+            time.sleep(0.05)
+            yield page
+
+    pauses: list[float] = []
+    monkeypatch.setattr(chroma, "iter_pages", slow_pages)
+    monkeypatch.setattr(mirror._stop, "wait", lambda seconds: pauses.append(seconds) or False)
+    mirror.scan_page_size = 2  # several pages
+    mirror.id_check_interval = 0.0001
+    mirror._state.last_id_check = 0.0
+    mirror._background_check()
+    assert mirror.background_scans == 1
+    assert len(pauses) >= 2 and all(pause >= 3 * 0.05 * 0.9 for pause in pauses)  # three times each page
+    assert mirror._next_scan - mirror._state.last_id_check >= 0.05 * len(pauses) / mirror.scan_budget
+    time.sleep(0.01)
+    mirror._background_check()  # id_check_interval has passed, but the scan's budget has not
+    assert mirror.background_scans == 1
+
+
+def test_close_interrupts_a_paced_scan(ephemeral_collection, embedder, monkeypatch):
+    fill(ephemeral_collection, embedder)
+    search = ChromaHybridSearch(ephemeral_collection, embedder=embedder, check_interval=0.05, id_check_interval=0.05)
+    search.query("dogs", k=1)
+    mirror = search.mirror
+    scanning = threading.Event()
+
+    def endless_slow_pages(collection, *args, **kwargs):
+        scanning.set()
+        for _ in range(1000):
+            time.sleep(0.05)
+            yield {"ids": []}
+
+    monkeypatch.setattr(chroma, "iter_pages", endless_slow_pages)
+    assert scanning.wait(10)
+    thread = mirror._refresher
+    started = time.monotonic()
+    search.close()
+    assert not thread.is_alive() and time.monotonic() - started < 2
+    assert "a1" in mirror.index

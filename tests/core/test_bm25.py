@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from rerank_ext_core.bm25 import BM25Index
+from rerank_ext_core.bm25 import BM25Index, score_matrix
 from rerank_ext_core.tokenization import Tokenizer
 
 DOCS = {
@@ -39,6 +39,30 @@ def test_scores_equal_bm25s_on_the_same_tokens(index):
     ours = dict(index.search("fox dogs", 10))
     for position, doc_id in enumerate(DOCS):
         assert ours.get(doc_id, 0.0) == pytest.approx(float(expected[position]), abs=1e-5)
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire", "bm25l", "bm25+"])
+def test_score_matrix_equals_bm25s_build_for_every_method(method):
+    bm25s = pytest.importorskip("bm25s")
+    rng = np.random.default_rng(7)
+    n_terms = 40
+    # Repeated terms, a term in almost every document (robertson's clamped idf), an empty document.
+    documents = [list(rng.integers(0, n_terms, size=rng.integers(1, 30))) + [0] for _ in range(60)] + [[]]
+    reference = bm25s.BM25(method=method)
+    expected = reference.build_index_from_ids(list(range(n_terms)), documents, show_progress=False)
+    lengths = np.asarray([len(d) for d in documents])
+    matrix, nonoccurrence = score_matrix(
+        np.concatenate([np.asarray(d, dtype=np.int64) for d in documents]), lengths, n_terms,
+        method=method, k1=reference.k1, b=reference.b, delta=reference.delta,
+    )
+    np.testing.assert_array_equal(matrix["indptr"], expected["indptr"])
+    np.testing.assert_array_equal(matrix["indices"], expected["indices"])
+    np.testing.assert_allclose(matrix["data"], expected["data"], rtol=1e-6, atol=1e-7)
+    assert matrix["num_docs"] == expected["num_docs"]
+    if reference.nonoccurrence_array is None:
+        assert nonoccurrence is None
+    else:
+        np.testing.assert_allclose(nonoccurrence, reference.nonoccurrence_array, rtol=1e-6)
 
 
 def test_k_is_clamped_and_must_be_positive(index):
