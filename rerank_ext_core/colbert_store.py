@@ -10,7 +10,8 @@ document's vectors are dropped. A :class:`~rerank_ext_core.colbert.ColBERTScorer
 what is missing, so it still works with any input.
 
 Vectors are kept as fp16 (half the bytes of fp32; MaxSim is computed in fp32). A persistent
-client's store is saved atomically beside its data and checked when loaded: one made with another
+client's store is saved atomically beside its data (the changes of ``save_interval`` seconds share
+one save) and checked when loaded: one made with another
 model or for another collection, a damaged file, or entries that disagree with the collection are
 rebuilt or re-encoded, never trusted.
 """
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rerank_ext_core._validation import check_number
 
 __all__ = ["ColBERTVectorStore", "text_key", "vector_signature"]
 
@@ -61,9 +64,21 @@ class ColBERTVectorStore:
         path: where to save; ``"auto"`` (default) beside a PersistentClient's data, ``None``
             never saves.
         batch_size: documents encoded per call while catching up with a collection.
+        save_interval: seconds a change may wait before the store is saved (default 30): a save
+            rewrites the whole file, so the writes of those seconds share one. Changes not yet
+            saved when the process ends are not lost: the next load checks the store against the
+            collection and encodes what is missing. 0 saves after every change; :meth:`save`
+            saves now.
     """
 
-    def __init__(self, scorer: Any, *, path: str | os.PathLike[str] | None = "auto", batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        scorer: Any,
+        *,
+        path: str | os.PathLike[str] | None = "auto",
+        batch_size: int = 256,
+        save_interval: float = 30.0,
+    ) -> None:
         self.scorer = scorer
         self.model_fingerprint = vector_signature(scorer)
         """The model and settings the vectors were made with (:func:`vector_signature`)."""
@@ -76,6 +91,9 @@ class ColBERTVectorStore:
         self._by_key: dict[bytes, str] = {}
         self._lock = threading.RLock()
         self.documents_encoded = 0
+        self.save_interval = check_number("save_interval", save_interval, low=0, example="save_interval=30.0 (seconds)")
+        self.saves = 0
+        self._pending_save: threading.Timer | None = None
 
     # ------------------------------------------------------------------------------- following
     def follow(self, mirror: Any) -> None:
@@ -100,6 +118,7 @@ class ColBERTVectorStore:
             logger.warning("The ColBERT store had %d documents the collection no longer holds: dropped.", len(stale))
         self.remove(stale)
         self.upsert(list(current), list(current.values()))
+        self.save()
 
     def upsert(self, ids: Sequence[str], texts: Sequence[Any]) -> None:
         """Encode the documents whose text is new or changed; others are left as they are."""
@@ -119,7 +138,7 @@ class ColBERTVectorStore:
                     self._vectors[doc_id] = np.asarray(vector, dtype=np.float16)
                     self._by_key[key] = doc_id
                 self.documents_encoded += len(batch)
-        self.save()
+        self._changed()
 
     def remove(self, ids: Iterable[str]) -> None:
         with self._lock:
@@ -127,7 +146,20 @@ class ColBERTVectorStore:
             for doc_id in removed:
                 self._drop(doc_id)
         if removed:
+            self._changed()
+
+    def _changed(self) -> None:
+        """Save now (``save_interval=0``) or once ``save_interval`` seconds have passed."""
+        if self.path is None:
+            return
+        if self.save_interval == 0:
             self.save()
+            return
+        with self._lock:
+            if self._pending_save is None:
+                self._pending_save = threading.Timer(self.save_interval, self.save)
+                self._pending_save.daemon = True
+                self._pending_save.start()
 
     def _drop(self, doc_id: str) -> None:
         key = self._keys.pop(doc_id, None)
@@ -166,6 +198,10 @@ class ColBERTVectorStore:
         if self.path is None:
             return None
         with self._lock:
+            if self._pending_save is not None:
+                self._pending_save.cancel()
+                self._pending_save = None
+            self.saves += 1
             ids = sorted(self._keys)
             lengths = np.array([self._vectors[i].shape[0] for i in ids], dtype=np.int64)
             dim = next(iter(self._vectors.values())).shape[1] if ids else 0

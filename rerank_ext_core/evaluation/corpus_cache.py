@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +28,35 @@ def default_cache_dir() -> Path:
     return Path(base) / "rerank-ext"
 
 
+_fingerprints: dict[tuple, str] = {}
+_fingerprints_lock = threading.Lock()
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
+
+
 def model_fingerprint(model_dir: str | Path) -> str:
-    """sha256 over every file of a local model folder (names and contents)."""
-    root = Path(model_dir)
+    """sha256 over every file of a local model folder (names and contents). Remembered per folder
+    while no file's name, size, times or inode change, so asking again costs a ``stat``
+    per file instead of reading gigabytes."""
+    root = Path(model_dir).resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts)
+    stats = tuple((str(path.relative_to(root)), *_identity(path.stat())) for path in files)
+    with _fingerprints_lock:
+        known = _fingerprints.get((root, stats))
+    if known is not None:
+        return known
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts):
+    for path in files:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(b"\0")
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
         digest.update(b"\0")
+    with _fingerprints_lock:
+        _fingerprints[(root, stats)] = digest.hexdigest()
     return digest.hexdigest()
 
 

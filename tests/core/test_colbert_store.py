@@ -4,6 +4,7 @@ that only the query is encoded, saved beside the data and repaired when they dis
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -121,3 +122,25 @@ def test_both_adapters_read_the_store(ephemeral_collection, embedder, encoder, c
     lc_reranker = lc.ColBERTReranker(model=colbert_path, vector_store=store, cache_megabytes=0)
     lc_reranker.compress_documents([Document(page_content=t) for t in texts], "animals")
     assert li_reranker.scorer.documents_encoded == 0 and lc_reranker.scorer.documents_encoded == 0
+
+
+def test_writes_share_one_save_within_save_interval(tmp_path, embedder, encoder):
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    collection = client.create_collection(unique_name(), embedding_function=embedder)
+    fill(collection, embedder)
+    store = ColBERTVectorStore(encoder, save_interval=0.5)
+    search = ChromaHybridSearch(collection, embedder=embedder, colbert_vectors=store, background_refresh=False)
+    saves = store.saves
+    for doc_id, text in (("s1", "Sloths move slowly."), ("s2", "Salmon swim upstream."), ("s3", "Seals bask on rocks.")):
+        search.add(ids=[doc_id], documents=[text])
+    search.delete(ids=["a1"])
+    assert store.saves == saves  # not one save per write
+    deadline = time.monotonic() + 10
+    while store.saves == saves and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.saves == saves + 1
+    reloaded = ColBERTVectorStore(encoder)
+    ChromaHybridSearch(collection, embedder=embedder, colbert_vectors=reloaded, background_refresh=False)
+    assert reloaded.documents_encoded == 0 and "s3" in reloaded and "a1" not in reloaded
+    with pytest.raises(ValueError, match="save_interval"):
+        ColBERTVectorStore(encoder, save_interval=-1)
