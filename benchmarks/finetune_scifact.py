@@ -4,6 +4,7 @@
     python benchmarks/finetune_scifact.py recipe --kind cross-encoder    # ~45 min
     python benchmarks/finetune_scifact.py negatives --kind cross-encoder --loss mnrl --max-steps 20 --max-length 128 --dev-candidates 10
     python benchmarks/finetune_scifact.py losses --max-steps 20 --max-length 128 --dev-candidates 10
+    python benchmarks/finetune_scifact.py losses --losses lambda,margin-mse --max-steps 0 --max-length 192 --dev-candidates 20
 
 Training reads only SciFact's train split (``queries_train.jsonl``, ``qrels_train.tsv``); the
 checkpoint, the first-stage blend weight and every comparison are chosen on a dev split carved
@@ -106,19 +107,22 @@ def run_comparison(what: str, out: Path, args: argparse.Namespace) -> list[str]:
                 for source in ("hybrid", "dense", "bm25", "random")}
     else:
         losses = ("bce", "mnrl", "lambda", "margin-mse") if kind == "cross-encoder" else ("mnrl", "margin-mse")
+        losses = tuple(args.losses.split(",")) if args.losses else losses
         runs = {loss: {"training": {"loss": loss}, "teacher": "colbert:{minilm}" if loss == "margin-mse" else None}
                 for loss in losses}
     rows = []
     for name, changes in runs.items():
         started = time.perf_counter()
         changes = dict(changes)
-        training = {"max_steps": args.max_steps, "eval_steps": max(1, args.max_steps // 2),
-                    "max_length": args.max_length, **changes.pop("training", {})}
+        training = {"max_steps": args.max_steps or None, "max_length": args.max_length, **changes.pop("training", {})}
+        if args.max_steps:
+            training["eval_steps"] = max(1, args.max_steps // 2)
         report = run_finetune(config_for(kind, out / f"compare-{what}-{name}", training=training, evaluate=False,
                                          dev_candidates=args.dev_candidates, **changes))
         rows.append(summarise(name, report, started))
         (out / f"finetune-{what}.json").write_text(json.dumps(rows, indent=2, default=str))
-    return [f"## {kind}: {what}, {args.max_steps} steps each (max length {args.max_length}, "
+    budget = f"{args.max_steps} steps" if args.max_steps else f"{RECIPES[kind]['epochs']} epoch(s)"
+    return [f"## {kind}: {what}, {budget} each (max length {args.max_length}, "
             f"{args.dev_candidates} dev candidates)", "", *dev_table(rows)]
 
 
@@ -126,7 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("recipe", "negatives", "losses"))
     parser.add_argument("--kind", choices=tuple(RECIPES), default="cross-encoder")
-    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--max-steps", type=int, default=20, help="training steps per run (0: the recipe's epochs)")
+    parser.add_argument("--losses", default=None, help="comma-separated losses to compare (default: every one of the kind)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--dev-candidates", type=int, default=10)
     parser.add_argument("--loss", default=None, help="the loss of the negatives comparison (default: the recipe's)")
