@@ -12,7 +12,7 @@ __all__ = ["add_finetune_arguments", "recipe_for", "run_finetune_command"]
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     from rerank_ext_core.finetune.mining import NEGATIVE_SOURCES
-    from rerank_ext_core.finetune.training import COLBERT_LOSSES, CROSS_ENCODER_LOSSES, KINDS
+    from rerank_ext_core.finetune.training import COLBERT_LOSSES, CROSS_ENCODER_LOSSES, KINDS, RECIPES
 
     source = parser.add_argument_group("training data (exactly one)")
     source.add_argument("--beir", type=Path, help="a BEIR folder; trains on --train-queries/--train-qrels")
@@ -27,8 +27,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", required=True, help="local checkpoint to start from (a bi-encoder, a reranker)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where the fine-tuned model is saved")
     parser.add_argument("--kind", choices=KINDS, default="cross-encoder")
-    parser.add_argument("--loss", default=None, help=f"cross-encoder: {', '.join(CROSS_ENCODER_LOSSES)} (default bce); colbert: {', '.join(COLBERT_LOSSES)} "
-                             "(default mnrl); margin-mse needs --teacher or JSONL pos_scores/neg_scores")
+    parser.add_argument("--loss", default=None, help=f"cross-encoder: {', '.join(CROSS_ENCODER_LOSSES)} (default {RECIPES['cross-encoder']['loss']}); "
+                             f"colbert: {', '.join(COLBERT_LOSSES)} (default {RECIPES['colbert']['loss']}); margin-mse needs --teacher or JSONL pos_scores/neg_scores")
     parser.add_argument("--train-group-size", type=int, default=None,
                         help="1 positive + N-1 negatives per query (FlagEmbedding's meaning); default: the recipe's (4)")
     parser.add_argument("--negatives-from", choices=NEGATIVE_SOURCES, default="hybrid")
@@ -62,7 +62,7 @@ def recipe_for(args: argparse.Namespace) -> dict[str, Any]:
     """The options of this run: what the command line gives, the kind's recipe for the rest
     (:data:`~rerank_ext_core.finetune.training.RECIPES`). The recipe's teacher applies only with
     the recipe's loss, and only to mined negatives; a FlagEmbedding JSONL brings its own scores
-    (margin-mse when every line has them, binary cross-entropy otherwise)."""
+    (margin-mse when every line has them, the recipe's loss otherwise)."""
     from rerank_ext_core.finetune.training import RECIPES
 
     recipe = dict(RECIPES[args.kind])
@@ -73,11 +73,11 @@ def recipe_for(args: argparse.Namespace) -> dict[str, Any]:
         recipe["teacher"] = None
     if args.flag_jsonl is not None:
         recipe["teacher"] = args.teacher
-        if args.loss is None and recipe["loss"] == "margin-mse":
+        if args.loss is None and args.kind == "cross-encoder":
             from rerank_ext_core.finetune.data import load_flag_jsonl
 
             scored = all(g.pos_scores is not None and g.neg_scores is not None for g in load_flag_jsonl(args.flag_jsonl))
-            recipe["loss"] = "margin-mse" if scored else "bce"
+            recipe["loss"] = "margin-mse" if scored else recipe["loss"]
     if recipe.get("teacher"):
         from rerank_ext_core.evaluation.runner import default_embedding_model
 

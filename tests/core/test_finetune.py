@@ -345,12 +345,13 @@ def test_the_command_fills_unset_options_from_the_kinds_recipe(tmp_path, minilm_
     colbert = recipe("--beir", "x", "--kind", "colbert")
     assert {k: colbert[k] for k in RECIPES["colbert"]} == RECIPES["colbert"]
     cross = recipe("--beir", "x", "--embedding-model", minilm_path)
-    assert cross["loss"] == "margin-mse" and cross["teacher"] == f"colbert:{minilm_path}"
-    assert recipe("--beir", "x", "--loss", "bce", "--epochs", "3")["teacher"] is None  # no teacher needed
+    assert cross["loss"] == RECIPES["cross-encoder"]["loss"] == "lambda" and cross["teacher"] is None
+    distilled = recipe("--beir", "x", "--loss", "margin-mse", "--teacher", f"colbert:{minilm_path}")
+    assert distilled["loss"] == "margin-mse" and distilled["teacher"] == f"colbert:{minilm_path}"
     assert recipe("--beir", "x", "--epochs", "3")["epochs"] == 3.0
     plain, scored = tmp_path / "plain.jsonl", tmp_path / "scored.jsonl"
     plain.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
     scored.write_text('{"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": [2.0], "neg_scores": [0.5]}\n')
-    assert recipe("--flag-jsonl", str(plain))["loss"] == "bce"
+    assert recipe("--flag-jsonl", str(plain))["loss"] == "lambda"
     assert recipe("--flag-jsonl", str(scored))["loss"] == "margin-mse"
     assert recipe("--flag-jsonl", str(scored))["teacher"] is None
