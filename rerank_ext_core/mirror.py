@@ -144,7 +144,6 @@ class BM25Mirror:
         of them must not undo those changes."""
         self._refresher: threading.Thread | None = None
         self._wake = threading.Event()
-        self._stop = threading.Event()
         self._closed = False
         self.background_scans = 0
         """Id scans the refresher has made (for monitoring and tests)."""
@@ -254,7 +253,6 @@ class BM25Mirror:
         """Stop the background refresher (it also stops once this object is garbage-collected)."""
         self._closed = True
         self.index.defer_rebuilds = False
-        self._stop.set()
         self._wake.set()
         if self._refresher is not None and self._refresher is not threading.current_thread():
             self._refresher.join(timeout=5)
@@ -294,7 +292,7 @@ class BM25Mirror:
                 if page is None:
                     break
                 current.update(page["ids"])
-                if self._closed or self._stop.wait(took * (1 / _SCAN_DUTY - 1)):
+                if self._closed or self._wake.wait(took * (1 / _SCAN_DUTY - 1)):
                     return
             with self._lock:
                 candidates = sorted(current - self._state.known_ids - self._touched)

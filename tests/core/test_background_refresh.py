@@ -224,7 +224,7 @@ def test_the_periodic_scan_is_paced_and_its_share_of_time_bounded(ephemeral_coll
 
     pauses: list[float] = []
     monkeypatch.setattr(chroma, "iter_pages", slow_pages)
-    monkeypatch.setattr(mirror._stop, "wait", lambda seconds: pauses.append(seconds) or False)
+    monkeypatch.setattr(mirror._wake, "wait", lambda seconds: pauses.append(seconds) or False)
     mirror.scan_page_size = 2  # several pages
     mirror.id_check_interval = 0.0001
     mirror._state.last_id_check = 0.0
