@@ -35,7 +35,8 @@ DISTILLATION_LOSSES: tuple[str, ...] = ("margin-mse",)
 RECIPES: dict[str, dict[str, Any]] = {
     # Measured on SciFact with a MiniLM start (benchmarks/finetune_scifact.py, docs/finetune.md).
     # `rerank-ext finetune` uses these for every option left unset.
-    "colbert": {"loss": "mnrl", "train_group_size": 4, "epochs": 2.0, "learning_rate": 3e-5, "max_length": 256},
+    "colbert": {"loss": "mnrl", "train_group_size": 4, "epochs": 2.0, "learning_rate": 3e-5, "max_length": 256,
+                "teacher": None},
     "cross-encoder": {"loss": "lambda", "train_group_size": 4, "epochs": 1.0, "learning_rate": 1e-4,
                       "max_length": 192, "teacher": None},
 }

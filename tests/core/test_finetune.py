@@ -225,12 +225,15 @@ def test_resume_continues_from_the_saved_step(beir, plain_encoder, tmp_path, mon
     assert steps_run == [4, 5]  # it went on from step 4 and ran two steps: it did not start over
 
 
-def test_colbert_training_loads_in_both_adapters(beir, plain_encoder, tmp_path):
+def test_colbert_training_through_the_command_loads_in_both_adapters(beir, plain_encoder, tmp_path):
+    from rerank_ext_core.cli import EXIT_OK, main
+
     out = tmp_path / "colbert"
-    training = TrainingSettings(kind="colbert", loss="mnrl", max_steps=8, batch_size=4, learning_rate=5e-4,
-                                eval_steps=4, max_length=48, precision="fp32", progress=False)
-    report = run_finetune(_config(beir, plain_encoder, out, training=training))
-    assert report.training.steps == 8
+    assert main(["finetune", "--beir", str(beir), "--base-model", plain_encoder, "--embedding-model", plain_encoder,
+                 "-o", str(out), "--kind", "colbert", "--negatives-from", "bm25", "--negative-window", "2", "20",
+                 "--max-steps", "8", "--batch-size", "4", "--learning-rate", "5e-4", "--eval-steps", "4",
+                 "--max-length", "48", "--precision", "fp32", "--dev-fraction", "0.25", "--no-eval", "-q"]) == EXIT_OK
+    assert json.loads((out / "finetune.json").read_text())["training"]["steps"] == 8
     import langchain_rerank_ext as lc
     import llamaindex_rerank_ext as li
     from langchain_core.documents import Document
@@ -343,7 +346,7 @@ def test_the_command_fills_unset_options_from_the_kinds_recipe(tmp_path, minilm_
         return recipe_for(build_parser().parse_args(["finetune", "--base-model", "m", "-o", "out", *extra]))
 
     colbert = recipe("--beir", "x", "--kind", "colbert")
-    assert {k: colbert[k] for k in RECIPES["colbert"]} == RECIPES["colbert"]
+    assert {k: colbert[k] for k in RECIPES["colbert"]} == RECIPES["colbert"] and colbert["teacher"] is None
     cross = recipe("--beir", "x", "--embedding-model", minilm_path)
     assert cross["loss"] == RECIPES["cross-encoder"]["loss"] == "lambda" and cross["teacher"] is None
     distilled = recipe("--beir", "x", "--loss", "margin-mse", "--teacher", f"colbert:{minilm_path}")
