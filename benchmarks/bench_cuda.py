@@ -2,11 +2,12 @@
 fp16) on SciFact, and reranking at fp16/bf16 against fp32 on the GPU.
 
     python benchmarks/bench_cuda.py --base-model MINILM_DIR --out DIR [--scifact DIR] [--seconds 540]
-        [--mined MINED.jsonl] [--only "NAME;NAME"] [--candidates-from hybrid|bm25]
+        [--models DIR] [--mined MINED.jsonl] [--only "NAME;NAME"] [--candidates-from hybrid|bm25]
+        [--rerank-queries 100]
     python benchmarks/bench_cuda.py --smoke --base-model MINILM_DIR --out DIR   # this script, on the CPU
 
-Each fine-tune is the real command (``python -m rerank_ext_core.cli finetune``). With ``--beir`` it
-trains on the train split, picks checkpoints and the blend weight on the dev split carved from it,
+Each fine-tune is the real command (``python -m rerank_ext_core.cli finetune``). On SciFact
+(``--beir``, from ``--scifact``) it trains on the train split, picks checkpoints and the blend weight on the dev split carved from it,
 and reads the test split once at the end; the runs marked ``{mined}`` train from a FlagEmbedding
 JSONL (``rerank-ext finetune ... --export-negatives MINED.jsonl`` writes one) and have no held-out
 table. Runs go in order, and a run starts only if it is expected to end within ``--seconds``, so
@@ -23,36 +24,52 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
-# (name, kind, arguments of `rerank-ext finetune` beyond the data, model and device, expected wall
-# time as a multiple of the kind's first run, whether to check reranking with the result), most
-# wanted first. "{mined}" is --mined: a FlagEmbedding JSONL (no mining, no held-out table).
-RUNS: list[tuple[str, str, list[str], float, bool]] = [
-    ("cross-encoder recipe (bf16)", "cross-encoder", [], 1.0, True),
-    ("colbert recipe (bf16)", "colbert", [], 1.0, True),
-    ("cross-encoder fp16, 20 steps, JSONL", "cross-encoder",
-     ["--flag-jsonl", "{mined}", "--precision", "fp16", "--max-steps", "20", "--eval-steps", "10"], 0.3, True),
-    ("colbert fp16, 20 steps, JSONL", "colbert",
-     ["--flag-jsonl", "{mined}", "--precision", "fp16", "--max-steps", "20", "--eval-steps", "10"], 0.3, True),
-    ("cross-encoder 4 epochs", "cross-encoder", ["--epochs", "4"], 1.2, False),
-    ("colbert 4 epochs", "colbert", ["--epochs", "4"], 1.2, False),
+class Run(NamedTuple):
+    name: str
+    kind: str
+    arguments: list[str]
+    """Of ``rerank-ext finetune``, beyond the data, models and device; "{mined}" stands for --mined."""
+    cost: float
+    """Expected wall time as a multiple of the kind's first finished run."""
+    rerank_check: bool
+
+
+RUNS: list[Run] = [  # most wanted first
+    Run("cross-encoder recipe (bf16)", "cross-encoder", [], 1.0, True),
+    Run("colbert recipe (bf16)", "colbert", [], 1.0, True),
+    Run("cross-encoder fp16, 20 steps, JSONL", "cross-encoder",
+        ["--flag-jsonl", "{mined}", "--precision", "fp16", "--max-steps", "20", "--eval-steps", "10"], 0.3, True),
+    Run("colbert fp16, 20 steps, JSONL", "colbert",
+        ["--flag-jsonl", "{mined}", "--precision", "fp16", "--max-steps", "20", "--eval-steps", "10"], 0.3, True),
+    Run("cross-encoder 4 epochs", "cross-encoder", ["--epochs", "4"], 1.2, False),
+    Run("colbert 4 epochs", "colbert", ["--epochs", "4"], 1.2, False),
 ]
+FIRST_RUN_SECONDS = 350.0
+"""Expected wall time of a kind's first run: the cross-encoder recipe's command took 331 s on an
+H200, most of it on the CPU side (mining, first stage, held-out reranking)."""
+# fidelity() scores one query (50 candidates) per call: batch_size 128 puts them in one batch.
 RERANK_PATHS = {
     "cross-encoder": {
         "cuda fp32": {"backend": "sentence-transformers", "precision": "fp32"},
         "cuda fp16": {"backend": "sentence-transformers", "precision": "fp16"},
         "cuda bf16 autocast": {"backend": "sentence-transformers", "precision": "bf16"},
-        "cuda fp16, batch 128": {"backend": "sentence-transformers", "precision": "fp16", "batch_size": 128},
+        "cuda fp16, one batch per query": {"backend": "sentence-transformers", "precision": "fp16", "batch_size": 128},
     },
     "colbert": {
         "cuda fp32": {"precision": "fp32"},
         "cuda fp16": {"precision": "fp16"},
-        "cuda fp16, batch 128": {"precision": "fp16", "batch_size": 128},
+        "cuda fp16, one batch per query": {"precision": "fp16", "batch_size": 128},
     },
+}
+SMOKE_PATHS = {
+    "cross-encoder": {"cpu fp32": {"precision": "fp32"}, "cpu bf16, batch 64": {"precision": "bf16", "batch_size": 64}},
+    "colbert": {"cpu fp32": {"precision": "fp32"}, "cpu bf16": {"precision": "bf16"}},
 }
 
 
@@ -71,27 +88,33 @@ def environment() -> dict:
     return info
 
 
-def finetune(name: str, kind: str, extra: list[str], base_model: str, out: Path, models: Path, device: str) -> dict:
-    folder = models / name.replace(" ", "-").replace(",", "").replace("(", "").replace(")", "")
-    data = [] if "--flag-jsonl" in extra else ["--beir", str(_common.SCIFACT)]
+def finetune(run: Run, arguments: list[str], base_model: str, out: Path, models: Path, device: str,
+             timeout: float) -> dict:
+    folder = models / run.name.replace(" ", "-").replace(",", "").replace("(", "").replace(")", "")
+    data = [] if "--flag-jsonl" in arguments else ["--beir", str(_common.SCIFACT)]
     command = [sys.executable, "-m", "rerank_ext_core.cli", "finetune", *data,
-               "--base-model", base_model, "--embedding-model", base_model, "-o", str(folder), "--kind", kind,
-               "--device", device, "--overwrite", "-q", *extra]
+               "--base-model", base_model, "--embedding-model", base_model, "-o", str(folder), "--kind", run.kind,
+               "--device", device, "--overwrite", "-q", *arguments]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    row = {"run": name, "kind": kind, "arguments": extra, "rc": done.returncode,
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+        rc, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as expired:
+        rc, stdout, stderr = f"stopped after {timeout:.0f} s", str(expired.stdout or ""), str(expired.stderr or "")
+    row = {"run": run.name, "kind": run.kind, "arguments": arguments, "rc": rc,
            "wall_seconds": round(time.perf_counter() - started, 1), "model": str(folder)}
     with (out / "finetune.log").open("a") as log:
-        log.write(f"\n===== {name}: rc {done.returncode}\n{done.stdout}\n{done.stderr[-20000:]}\n")
-    if done.returncode == 0:
+        log.write(f"\n===== {run.name}: rc {rc}\n{stdout}\n{stderr[-20000:]}\n")
+    if rc == 0:
         card = json.loads((folder / "finetune.json").read_text())
         row.update({key: card[key] for key in ("dev", "first_stage_weights", "better_than_first_stage", "training", "test")})
     else:
-        row["error"] = done.stderr[-3000:]
+        row["error"] = stderr[-3000:]
     return row
 
 
-def rerank_check(kind: str, model: str, base_model: str, queries: int, device: str, candidates_from: str) -> list[str]:
+def rerank_check(kind: str, model: str, base_model: str, queries: int, device: str, candidates_from: str,
+                 paths: dict[str, dict]) -> list[str]:
     from bench_fast_backends import fidelity
 
     def make_scorer(options: dict, checkpoint: str):
@@ -103,26 +126,38 @@ def rerank_check(kind: str, model: str, base_model: str, queries: int, device: s
 
         return ColBERTScorer(checkpoint, device=device, **{"batch_size": 32, **options})
 
-    return fidelity(model, queries, top_k=50, paths=RERANK_PATHS[kind], make_scorer=make_scorer,
+    return fidelity(model, queries, top_k=50, paths=paths, make_scorer=make_scorer,
                     embedding_model=base_model, source=candidates_from, title=f"{kind} on {device}")
 
 
+def held_out(row: dict) -> tuple[float | None, float | None]:
+    """The fine-tuned model's test nDCG@10 alone and at the blend weight dev chose for it."""
+    from rerank_ext_core.evaluation.rerank_stage import blended_stage_name
+
+    weight = row["first_stage_weights"]["finetuned"]
+    ndcg = {r["stage"]: r["nDCG@10"] for r in row["test"]}
+    name = next((stage for stage in ndcg if stage.startswith(f"{row['kind']}:{Path(row['model']).name} over ")), None)
+    if name is None:
+        return None, None
+    return ndcg[name], ndcg.get(blended_stage_name(name, weight))
+
+
 def table(rows: list[dict]) -> list[str]:
+    def figure(value: float | None) -> str:
+        return "–" if value is None else f"{value:.4f}"
+
     lines = ["| run | rc | steps | train s | pairs/s | dev first stage | dev alone | dev blended (w) | test alone | test blended | wall s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         if row["rc"] != 0:
             lines.append(f"| {row['run']} | {row['rc']} | | | | | | | | | {row['wall_seconds']} |")
             continue
-        dev, training, test = row["dev"], row["training"], row["test"]
-        finetuned = [r for r in test if Path(row["model"]).name in r["stage"]]
-        alone = next((r["nDCG@10"] for r in finetuned if "first stage" not in r["stage"]), float("nan"))
-        blended = next((r["nDCG@10"] for r in finetuned if "first stage" in r["stage"]
-                        and f"x{row['first_stage_weights']['finetuned']:g}" in r["stage"]), alone)
+        dev, training = row["dev"], row["training"]
+        alone, blended = held_out(row)
         lines.append(
             f"| {row['run']} | 0 | {training['steps']} | {training['seconds']:.0f} | {training['pairs_per_second']:.0f} | "
             f"{dev['first_stage']:.4f} | {dev['finetuned']:.4f} | {dev['finetuned_blended']:.4f} "
-            f"({row['first_stage_weights']['finetuned']:g}) | {alone:.4f} | {blended:.4f} | {row['wall_seconds']} |"
+            f"({row['first_stage_weights']['finetuned']:g}) | {figure(alone)} | {figure(blended)} | {row['wall_seconds']} |"
         )
     return lines
 
@@ -141,57 +176,64 @@ def main() -> int:
                         help="first stage of the rerank check (bm25 needs no corpus encoding)")
     parser.add_argument("--smoke", action="store_true", help="a few steps of each kind on the CPU: checks this script")
     args = parser.parse_args()
-    runs, device = RUNS, "cuda"
+    runs, device, paths = RUNS, "cuda", RERANK_PATHS
     if args.smoke:
-        device, args.rerank_queries = "cpu", 3
+        device, args.rerank_queries, paths = "cpu", 3, SMOKE_PATHS
         tiny = ["--max-steps", "2", "--eval-steps", "1", "--max-length", "64", "--dev-fraction", "0.02", "--no-eval"]
-        runs = [(f"{kind} smoke", kind, tiny, 1.0, True) for kind in ("cross-encoder", "colbert")]
-        RERANK_PATHS["cross-encoder"] = {"cpu fp32": {"precision": "fp32"}, "cpu bf16, batch 64": {"precision": "bf16", "batch_size": 64}}
-        RERANK_PATHS["colbert"] = {"cpu fp32": {"precision": "fp32"}, "cpu bf16": {"precision": "bf16"}}
+        runs = [Run(f"{kind} smoke", kind, tiny, 1.0, True) for kind in ("cross-encoder", "colbert")]
+    if args.only:
+        wanted = args.only.split(";")
+        unknown = sorted(set(wanted) - {run.name for run in runs})
+        if unknown:
+            parser.error(f"--only names unknown runs {unknown}; the runs are: {'; '.join(run.name for run in runs)}")
+        runs = [run for run in runs if run.name in wanted]
     models = args.models or args.out / "models"
     _common.SCIFACT = args.scifact
     os.environ["RERANK_EXT_SCIFACT"] = str(args.scifact)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict = {"environment": environment(), "finetune": [], "rerank": []}
+
     def save() -> None:
         (args.out / "cuda.json").write_text(json.dumps(results, indent=2, default=str))
 
     save()
     rerank_lines: list[str] = []
-    if args.only:
-        wanted = set(args.only.split(";"))
-        runs = [run for run in runs if run[0] in wanted]
-    recipe_seconds: dict[str, float] = {}
+    first_run_seconds: dict[str, float] = {}
     checked: set[str] = set()
-    for name, kind, extra, cost, check in runs:
-        if "{mined}" in extra:
+    for run in runs:
+        arguments = run.arguments
+        if "{mined}" in arguments:
             if args.mined is None:
+                results["finetune"].append({"run": run.name, "rc": "skipped: needs --mined", "wall_seconds": 0})
                 continue
-            extra = [str(args.mined) if part == "{mined}" else part for part in extra]
-        expected = recipe_seconds.get(kind, 60.0) * cost
-        if time.perf_counter() - started + expected > args.seconds:
-            results["finetune"].append({"run": name, "rc": f"skipped: {expected:.0f} s expected, too few left", "wall_seconds": 0})
+            arguments = [str(args.mined) if part == "{mined}" else part for part in arguments]
+        left = args.seconds - (time.perf_counter() - started)
+        expected = first_run_seconds.get(run.kind, FIRST_RUN_SECONDS) * run.cost
+        if expected > left:
+            results["finetune"].append({"run": run.name, "rc": f"skipped: {expected:.0f} s expected, {left:.0f} s left", "wall_seconds": 0})
             continue
-        row = finetune(name, kind, extra, args.base_model, args.out, models, device)
-        recipe_seconds.setdefault(kind, row["wall_seconds"])
+        row = finetune(run, arguments, args.base_model, args.out, models, device, timeout=left)
+        if row["rc"] == 0:
+            first_run_seconds.setdefault(run.kind, row["wall_seconds"])
         results["finetune"].append(row)
         print(json.dumps({k: row.get(k) for k in ("run", "rc", "wall_seconds", "dev", "test")}, default=str), flush=True)
         save()
-        if check and row["rc"] == 0 and kind not in checked:
-            checked.add(kind)
+        if run.rerank_check and row["rc"] == 0 and run.kind not in checked:
+            checked.add(run.kind)
             try:
-                rerank_lines += rerank_check(kind, row["model"], args.base_model, args.rerank_queries, device,
-                                             args.candidates_from)
+                rerank_lines += rerank_check(run.kind, row["model"], args.base_model, args.rerank_queries, device,
+                                             args.candidates_from, paths[run.kind])
             except Exception as error:  # keep the fine-tuning figures if a rerank path breaks
-                rerank_lines += [f"{kind} rerank check failed: {type(error).__name__}: {error}", ""]
+                rerank_lines += [f"{run.kind} rerank check failed: {type(error).__name__}: {error}", ""]
             results["rerank"] = rerank_lines
             save()
-    done_rows = [r for r in results["finetune"] if isinstance(r["rc"], int)]
-    lines = ["## CUDA", "", f"Environment: {json.dumps(results['environment'])}", "", *table(done_rows), "", *rerank_lines]
+    save()
+    lines = ["## CUDA", "", f"Environment: {json.dumps(results['environment'])}", "", *table(results["finetune"]), "", *rerank_lines]
     (args.out / "cuda.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
-    return 0
+    failed = [row["run"] for row in results["finetune"] if row["rc"] != 0 and not str(row["rc"]).startswith("skipped")]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

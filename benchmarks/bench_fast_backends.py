@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,8 +87,6 @@ def fidelity(checkpoint: str, n_queries: int, top_k: int = 20, *, paths: dict[st
              title: str = "Fidelity on a trained reranker") -> list[str]:
     """SciFact test queries, the ``source`` top-``top_k``, reranked by each of ``paths`` (the first is the
     reference): Spearman and top-10 overlap against the reference, the nDCG@10 change, pairs/s."""
-    import time
-
     import numpy as np
     from scipy.stats import spearmanr
 
@@ -102,19 +101,22 @@ def fidelity(checkpoint: str, n_queries: int, top_k: int = 20, *, paths: dict[st
     candidates = {qid: [doc_id for doc_id, _ in retrieve(text, top_k)] for qid, text in chosen}
     scores, pairs_per_second, failed = {}, {}, {}
     for name, options in paths.items():
+        warm_qid, warm_text = chosen[0]
         try:
             scorer = make_scorer(options, checkpoint)
-        except Exception as error:  # a path this machine lacks is reported, not fatal
-            failed[name] = f"{type(error).__name__}: {error}"
+            scorer.score(warm_text, [corpus[d] for d in candidates[warm_qid]])
+        except Exception as error:  # a path this machine lacks (or cannot run) is reported, not fatal
+            failed[name] = " ".join(f"{type(error).__name__}: {error}".split()).replace("|", "/")
             continue
-        warm_qid, warm_text = chosen[0]
-        scorer.score(warm_text, [corpus[d] for d in candidates[warm_qid]])
         started = time.perf_counter()
         scores[name] = {qid: scorer.score(text, [corpus[d] for d in candidates[qid]]) for qid, text in chosen}
         pairs_per_second[name] = sum(len(c) for c in candidates.values()) / (time.perf_counter() - started)
         print(f"scored {name}", flush=True)
     judged = {qid: qrels[qid] for qid, _ in chosen}
     reference_name = next(iter(paths))
+    if reference_name not in scores:
+        msg = f"The reference path {reference_name!r} failed, so nothing can be compared with it: {failed[reference_name]}"
+        raise RuntimeError(msg)
     reference = scores[reference_name]
 
     def run_of(path_scores):

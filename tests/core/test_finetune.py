@@ -337,6 +337,14 @@ def test_the_blend_weight_is_chosen_on_dev():
     assert _best_weight([dev[0]._replace(first_stage_scores=None)], weak)[0] == 0.0
 
 
+def test_every_recipe_sets_the_same_options():
+    from rerank_ext_core.finetune.training import RECIPES
+
+    # The command reads each option from the kind's recipe: one missing key is a KeyError there.
+    options = {kind: sorted(recipe) for kind, recipe in RECIPES.items()}
+    assert len({tuple(keys) for keys in options.values()}) == 1, options
+
+
 def test_the_command_fills_unset_options_from_the_kinds_recipe(tmp_path, minilm_path):
     from rerank_ext_core.cli import build_parser
     from rerank_ext_core.finetune.command import recipe_for
