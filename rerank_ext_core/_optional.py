@@ -16,7 +16,9 @@ import importlib.metadata
 import importlib.util
 import logging
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 
 __all__ = [
@@ -30,6 +32,28 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _DISTRIBUTION = "rerank-ext"
+
+_HIDDEN_WHILE_IMPORTING: dict[str, tuple[str, ...]] = {
+    # bm25s imports jax when it is installed and runs a jax op at import: jax then takes 75% of
+    # every GPU's memory, and a second such process fails to start. Our BM25 uses bm25s' numpy
+    # path only (the tested one), so bm25s is imported as if jax were absent.
+    "bm25s": ("jax",),
+}
+
+
+@contextmanager
+def _hidden(modules: Sequence[str]) -> Iterator[None]:
+    """``modules`` look uninstalled inside the block (unless already imported); afterwards the
+    program can import them as usual."""
+    hidden = [name for name in modules if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # "import name" raises ImportError
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 class MissingDependencyError(ImportError):
@@ -122,7 +146,8 @@ def require(module: str, *, feature: str, extra: str) -> ModuleType:
     if not _is_installed(module):
         raise MissingDependencyError(not_installed) from None
     try:
-        return importlib.import_module(module)
+        with _hidden(_HIDDEN_WHILE_IMPORTING.get(_top_level(module), ())):
+            return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing and (module == missing or module.startswith(f"{missing}.")):

@@ -4,6 +4,7 @@ broken backend instead of picking it. Fake packages on sys.path stand in for the
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import textwrap
 
@@ -110,3 +111,29 @@ def test_auto_with_nothing_loadable_explains_every_backend(fake_packages, monkey
 def test_the_real_auto_order_picks_a_backend_that_imports():
     backend, module = first_loadable(cross_encoder.AUTO_BACKEND_ORDER, feature="CrossEncoderScorer")
     assert backend in {"sentence-transformers", "flag"} and module.__name__ in sys.modules
+
+
+def test_bm25s_is_imported_without_jax_and_jax_stays_importable(tmp_path):
+    """bm25s runs a jax op when it is imported and jax is installed: jax would then take 75% of
+    every GPU. A fake jax records whether it was imported; a fresh interpreter imports bm25s."""
+    import subprocess
+
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text(
+        "import os\nopen(os.environ['JAX_MARKER'], 'a').write('imported\\n')\n", encoding="utf-8")
+    (tmp_path / "jax" / "lax.py").write_text("def top_k(scores, k):\n    return scores, k\n", encoding="utf-8")
+    marker = tmp_path / "marker"
+    script = (
+        "import sys\n"
+        "from rerank_ext_core._optional import require\n"
+        "bm25s = require('bm25s', feature='BM25', extra='bm25')\n"
+        "import bm25s.selection\n"
+        "assert bm25s.selection.JAX_IS_AVAILABLE is False, 'bm25s saw jax'\n"
+        "import jax  # the program's own import still works\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "JAX_MARKER": str(marker)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert marker.read_text() == "imported\n"  # once: by the program, never by bm25s
