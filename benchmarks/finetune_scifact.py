@@ -41,7 +41,7 @@ def config_for(kind: str, out: Path, **changes) -> FinetuneConfig:
     group = changes.pop("train_group_size", recipe["train_group_size"])
     training = TrainingSettings(kind=kind, loss=recipe["loss"], epochs=recipe["epochs"], batch_size=16,
                                 learning_rate=recipe["learning_rate"], max_length=recipe["max_length"],
-                                eval_steps=20 if kind == "colbert" else 23, progress=False)
+                                eval_steps=recipe["eval_steps"], progress=False)
     training = replace(training, **changes.pop("training", {}))
     teacher = changes.pop("teacher", recipe.get("teacher"))
     source = changes.pop("source", "hybrid")

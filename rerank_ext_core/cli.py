@@ -78,6 +78,8 @@ def _add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--max-queries", type=_positive_int, default=None,
                           help="evaluate only the first N judged queries (quick runs)")
     evaluate.add_argument("--batch-size", type=_positive_int, default=32, help="encoding batch size")
+    evaluate.add_argument("--device", default=None,
+                          help="where the embedding model and rerankers run: cpu, cuda, cuda:N, mps (default: the best available)")
     evaluate.add_argument("--cache-dir", type=Path, default=None,
                           help="where encoded corpora are cached (default: $RERANK_EXT_CACHE or ~/.cache/rerank-ext)")
     bars = evaluate.add_mutually_exclusive_group()
@@ -107,6 +109,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             max_queries=args.max_queries,
             batch_size=args.batch_size,
+            device=args.device,
             progress=args.progress,
         )
         report = run_evaluation(config)

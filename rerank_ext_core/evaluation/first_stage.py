@@ -51,8 +51,8 @@ class StageResult:
 class CorpusEncoder:
     """Unit-length float32 vectors from :class:`SentenceTransformerEmbedder`, with a progress bar."""
 
-    def __init__(self, model_dir: str, *, batch_size: int = 32) -> None:
-        self.embedder = SentenceTransformerEmbedder(model_dir, batch_size=batch_size, normalize=True)
+    def __init__(self, model_dir: str, *, batch_size: int = 32, device: str = "cpu") -> None:
+        self.embedder = SentenceTransformerEmbedder(model_dir, batch_size=batch_size, normalize=True, device=device)
         self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str], *, progress: bool = False, desc: str = "encode") -> np.ndarray:

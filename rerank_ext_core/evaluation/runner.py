@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from rerank_ext_core._device import resolve_device
 from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._validation import check_choice, check_positive_int
 from rerank_ext_core.evaluation.corpus_cache import (
@@ -82,6 +83,9 @@ class EvalConfig:
     cache_dir: Path | None = None
     max_queries: int | None = None
     batch_size: int = 32
+    device: str | None = None
+    """Where the embedding model and the rerankers run: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``;
+    None for the best available."""
     progress: bool | None = None
 
     @property
@@ -170,6 +174,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
     ``ModelNotFoundError``/``ImportError`` for models or packages that are not available.
     """
     config.validate()
+    device = resolve_device(config.device)
     progress = progress_enabled() if config.progress is None else config.progress
     dataset = load_beir(config.dataset, max_queries=config.max_queries)
     logger.info(
@@ -179,11 +184,12 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
     model_dir = resolve_model_path(config.model or default_embedding_model(), purpose="embedding model")
     # Load every reranker before the long encoding, so a wrong path fails in seconds.
     scorers = [
-        (spec, build_scorer(spec, **({"cache_megabytes": config.colbert_cache_megabytes} if spec.kind == "colbert" else {})))
+        (spec, build_scorer(spec, device=device,
+                            **({"cache_megabytes": config.colbert_cache_megabytes} if spec.kind == "colbert" else {})))
         for spec in config.rerankers
     ]
 
-    encoder = CorpusEncoder(model_dir, batch_size=config.batch_size)
+    encoder = CorpusEncoder(model_dir, batch_size=config.batch_size, device=device)
     corpus_vectors, encoding_info = _dense_vectors(dataset, encoder, model_dir, config, progress)
 
     start = time.perf_counter()
@@ -227,6 +233,7 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
             "top_n": config.top_n,
             "first_stage_weights": list(config.first_stage_weights),
             "k": config.k,
+            "device": device,
             "dense_search": "exact inner product over unit vectors",
         },
         "encoding": {**encoding_info, "bm25_index_seconds": bm25_index_seconds},

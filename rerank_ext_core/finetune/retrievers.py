@@ -19,7 +19,8 @@ _SIDE_WEIGHTS = {"hybrid": None, "dense": {"dense": 1.0, "sparse": 0.0}, "bm25":
 
 
 def corpus_retriever(
-    corpus: Corpus, source: str, *, embedding_model: str | None, depth: int, cache_dir: str | None = None
+    corpus: Corpus, source: str, *, embedding_model: str | None, depth: int, cache_dir: str | None = None,
+    device: str = "cpu",
 ) -> Retrieve | None:
     """``retrieve(query, k) -> [(id, score)]`` over ``corpus`` for ``source`` (None for ``"random"``). Corpus
     vectors are cached like ``rerank-ext eval``'s, so a second run does not encode again."""
@@ -34,7 +35,7 @@ def corpus_retriever(
         from rerank_ext_core.evaluation.runner import default_embedding_model
 
         model = embedding_model or default_embedding_model()
-        encoder = CorpusEncoder(model)
+        encoder = CorpusEncoder(model, device=device)
         cache = CorpusEmbeddingCache.for_corpus(
             cache_dir or default_cache_dir(),
             model_fingerprint=model_fingerprint(encoder.embedder.model_path),

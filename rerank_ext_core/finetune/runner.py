@@ -13,10 +13,12 @@ import math
 import os
 import random
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rerank_ext_core._device import resolve_device
 from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._validation import check_number, check_positive_int
 from rerank_ext_core.finetune.data import (
@@ -33,7 +35,7 @@ from rerank_ext_core.finetune.data import (
 from rerank_ext_core.finetune.mining import MiningSettings, mine_negatives
 from rerank_ext_core.finetune.training import TrainingResult, TrainingSettings, train
 
-__all__ = ["FIRST_STAGE_WEIGHT_GRID", "FinetuneConfig", "FinetuneReport", "run_finetune", "usage"]
+__all__ = ["FIRST_STAGE_WEIGHT_GRID", "FinetuneConfig", "FinetuneReport", "run_finetune", "stage_times", "usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class FinetuneConfig:
         check_number("dev_fraction", self.dev_fraction, low=0.0, high=0.5, example="dev_fraction=0.1")
         check_positive_int("dev_candidates", self.dev_candidates)
         check_positive_int("eval_top_n", self.eval_top_n)
+        resolve_device(self.training.device)
         if self.mining.margin is not None and self.teacher is None:
             msg = "A false-negative margin needs a teacher to score the negatives: pass --teacher KIND:MODEL, or drop the margin."
             raise ValueError(msg)
@@ -111,6 +114,9 @@ class FinetuneReport:
     test: list[dict[str, Any]] = field(default_factory=list)
     """Rows of the held-out table (stage, nDCG@10, Recall@100, MRR@10), when evaluated."""
     mined_file: Path | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each stage: ``data``, ``mining`` (with the dev split's first stage), ``training``,
+    ``dev evaluation``, ``held-out evaluation``, and ``total``."""
 
 
 def _check_output(config: FinetuneConfig) -> None:
@@ -213,7 +219,8 @@ def _data(config: FinetuneConfig) -> tuple[Corpus | None, list[TrainingQuery], l
 
         def retriever(source: str) -> Any:
             depth = max(config.mining.window[1], config.dev_candidates)
-            return corpus_retriever(corpus, source, embedding_model=config.embedding_model, depth=depth)
+            return corpus_retriever(corpus, source, embedding_model=config.embedding_model, depth=depth,
+                                    device=config.training.device)
 
         return corpus, queries, [], retriever
     collection = _open_collection(config)
@@ -222,16 +229,19 @@ def _data(config: FinetuneConfig) -> tuple[Corpus | None, list[TrainingQuery], l
     from rerank_ext_core.evaluation.runner import default_embedding_model
     from rerank_ext_core.hybrid import ChromaHybridSearch
 
-    embedder = config.query_embedder or SentenceTransformerEmbedder(config.embedding_model or default_embedding_model())
+    embedder = config.query_embedder or SentenceTransformerEmbedder(
+        config.embedding_model or default_embedding_model(), device=config.training.device)
     search = ChromaHybridSearch(collection, embedder=embedder)
     return corpus, queries, [], lambda source: chroma_retriever(search, source)
 
 
 def run_finetune(config: FinetuneConfig) -> FinetuneReport:
+    clock = _StageClock()
     config.validate()
     _check_output(config)
     base_model = resolve_model_path(config.base_model, purpose="base model")
     corpus, queries, groups, retriever = _data(config)
+    clock.lap("data")
     settings = config.mining
     if groups:  # FlagEmbedding JSONL: negatives given; dev candidates are each line's own texts
         groups = [g for g in groups if len(g.negatives) >= settings.negatives] or _too_few(groups, settings.negatives)
@@ -249,6 +259,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
             dev.append(DevQuery(q.text, [corpus.text(i) for i in q.positive_ids],
                                 [corpus.text(doc_id) for doc_id, _ in hits], [score for _, score in hits]))
     mined_file = write_flag_jsonl(train_groups, config.export_negatives) if config.export_negatives else None
+    clock.lap("mining")
     if not dev:
         msg = "The dev split is empty: raise dev_fraction or give more training queries (checkpoints are chosen on it)."
         raise FinetuneInputError(msg)
@@ -263,6 +274,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
         train_groups, dev, base_model=base_model, work_dir=work_dir, settings=config.training,
         train_group_size=config.train_group_size, resume=config.resume,
     )
+    clock.lap("training")
     staging_root = out.parent / f".{out.name}.saving"
     if staging_root.exists():
         shutil.rmtree(staging_root)
@@ -284,9 +296,13 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
             "blended with the first stage, vs %.4f): do not use it as a reranker as it is.",
             dev_scores["finetuned"], dev_scores["finetuned_blended"], dev_scores["first_stage"],
         )
-    report = FinetuneReport(out, result, dev_scores, better, first_stage_weights=weights, mined_file=mined_file)
+    clock.lap("dev evaluation")
+    report = FinetuneReport(out, result, dev_scores, better, first_stage_weights=weights, mined_file=mined_file,
+                            stage_seconds=clock.seconds)
     if config.evaluate and config.beir_dir is not None:
         report.test = _held_out_table(config, base_model, str(staging), sorted(set(weights.values())))
+        clock.lap("held-out evaluation")
+    clock.total()
     _write_card(staging, config, report)
     if out.exists():  # an empty folder given as the output
         shutil.rmtree(out)
@@ -294,6 +310,20 @@ def run_finetune(config: FinetuneConfig) -> FinetuneReport:
     shutil.rmtree(staging_root, ignore_errors=True)
     shutil.rmtree(work_dir, ignore_errors=True)
     return report
+
+
+class _StageClock:
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self.last, 1)
+        self.last = now
+
+    def total(self) -> None:
+        self.seconds["total"] = round(time.perf_counter() - self.started, 1)
 
 
 def _restore_inference_length(model: Any, base_model: str) -> None:
@@ -349,7 +379,7 @@ def _held_out_table(
         report = run_evaluation(EvalConfig(
             dataset=Path(config.beir_dir), output_dir=Path(scratch), model=config.embedding_model,
             rerankers=[RerankerSpec(config.training.kind, base_model), RerankerSpec(config.training.kind, finetuned)],
-            fusion_modes=["dist_based_score"], top_n=config.eval_top_n, progress=False,
+            fusion_modes=["dist_based_score"], top_n=config.eval_top_n, progress=False, device=config.training.device,
             first_stage_weights=[0.0, *first_stage_weights],
         ))
     return _table_rows(report)
@@ -361,6 +391,10 @@ def _table_rows(report: Any) -> list[dict[str, Any]]:
         metrics = stage["metrics"]
         rows.append({"stage": stage["name"], **{k: metrics[k] for k in ("nDCG@10", "R@100", "RR@10") if k in metrics}})
     return rows
+
+
+def stage_times(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items())
 
 
 def _write_card(folder: Path, config: FinetuneConfig, report: FinetuneReport) -> None:
@@ -387,6 +421,8 @@ def _write_card(folder: Path, config: FinetuneConfig, report: FinetuneReport) ->
         f"Training: {report.training.steps} steps in {report.training.seconds:.0f} s "
         f"({report.training.pairs_per_second:.1f} pairs/s); best dev checkpoint {report.training.best_checkpoint}.",
         "",
+        f"Wall time by stage: {stage_times(report.stage_seconds)}.",
+        "",
         "## Settings",
         "```json",
         json.dumps(settings, indent=2, default=str),
@@ -403,6 +439,6 @@ def _write_card(folder: Path, config: FinetuneConfig, report: FinetuneReport) ->
     (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / "finetune.json").write_text(json.dumps({
         "settings": settings, "dev": report.dev, "first_stage_weights": report.first_stage_weights,
-        "better_than_first_stage": report.better_than_first_stage,
+        "better_than_first_stage": report.better_than_first_stage, "stage_seconds": report.stage_seconds,
         "training": {k: v for k, v in asdict(report.training).items() if k != "model_dir"}, "test": report.test,
     }, indent=2, default=str), encoding="utf-8")

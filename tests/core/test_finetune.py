@@ -157,6 +157,17 @@ def test_refused_inputs_leave_no_output_folder(beir, plain_encoder, tmp_path):
     assert not out.exists()
 
 
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(beir, plain_encoder, tmp_path, capsys):
+    from rerank_ext_core.cli import EXIT_BAD_INPUT, main
+
+    out = tmp_path / "out"
+    assert main(["finetune", "--beir", str(beir), "--base-model", plain_encoder, "-o", str(out),
+                 "--device", "cuda:7", "-q"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "device='cuda:7'" in err and "'cpu', 'cuda'" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
 def test_an_output_folder_holding_another_model_needs_overwrite(beir, plain_encoder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -185,6 +196,10 @@ def test_cross_encoder_training_lowers_the_loss_and_loads_in_both_adapters(beir,
     assert report.training.steps == 60 and len(losses) >= 6
     assert sum(losses[-3:]) < sum(losses[:3])  # training lowered the loss
     assert not list(tmp_path.glob(".ce.*"))  # no work or staging folder left behind
+    stages = report.stage_seconds
+    assert list(stages) == ["data", "mining", "training", "dev evaluation", "total"]
+    assert stages["training"] > 0 and stages["total"] >= sum(v for k, v in stages.items() if k != "total") - 0.5
+    assert f"training {stages['training']:.0f} s" in card
 
     texts = ["Filler text 3: where people live, weather, markets and rain.",
              "The zebra is an animal; facts about the zebra and its habitat.", "Markets and tax."]
@@ -338,11 +353,13 @@ def test_the_blend_weight_is_chosen_on_dev():
 
 
 def test_every_recipe_sets_the_same_options():
-    from rerank_ext_core.finetune.training import RECIPES
+    from rerank_ext_core.finetune.training import GPU_RECIPES, RECIPES
 
     # The command reads each option from the kind's recipe: one missing key is a KeyError there.
-    options = {kind: sorted(recipe) for kind, recipe in RECIPES.items()}
+    options = {(device, kind): sorted(recipe) for device, recipes in (("cpu", RECIPES), ("cuda", GPU_RECIPES))
+               for kind, recipe in recipes.items()}
     assert len({tuple(keys) for keys in options.values()}) == 1, options
+    assert set(RECIPES) == set(GPU_RECIPES)
 
 
 def test_the_command_fills_unset_options_from_the_kinds_recipe(tmp_path, minilm_path):
@@ -360,6 +377,11 @@ def test_the_command_fills_unset_options_from_the_kinds_recipe(tmp_path, minilm_
     distilled = recipe("--beir", "x", "--loss", "margin-mse", "--teacher", f"colbert:{minilm_path}")
     assert distilled["loss"] == "margin-mse" and distilled["teacher"] == f"colbert:{minilm_path}"
     assert recipe("--beir", "x", "--epochs", "3")["epochs"] == 3.0
+    from rerank_ext_core.finetune.training import GPU_RECIPES
+
+    on_gpu = recipe("--beir", "x", "--device", "cuda", "--kind", "colbert")
+    assert {k: on_gpu[k] for k in GPU_RECIPES["colbert"]} == GPU_RECIPES["colbert"] != RECIPES["colbert"]
+    assert recipe("--beir", "x", "--device", "cuda:0", "--epochs", "3")["epochs"] == 3.0
     plain, scored = tmp_path / "plain.jsonl", tmp_path / "scored.jsonl"
     plain.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
     scored.write_text('{"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": [2.0], "neg_scores": [0.5]}\n')
