@@ -3,13 +3,14 @@ fp16) on SciFact, and reranking at fp16/bf16 against fp32 on the GPU.
 
     python benchmarks/bench_cuda.py --base-model MINILM_DIR --out DIR [--scifact DIR] [--seconds 540]
         [--models DIR] [--mined MINED.jsonl] [--only "NAME;NAME"] [--candidates-from hybrid|bm25]
-        [--rerank-queries 100] [--plan paths|sweep] [--parallel N] [--first-run-seconds S]
+        [--rerank-queries 100] [--plan paths|sweep|longer] [--parallel N] [--first-run-seconds S]
     python benchmarks/bench_cuda.py --smoke --base-model MINILM_DIR --out DIR   # this script, on the CPU
 
 ``--plan paths`` (the default) checks the CUDA paths; ``--plan sweep`` runs the comparisons that
-take hours on 2 CPU cores: the negative sources at each recipe's budget, and longer training with
-larger groups. ``--parallel N`` runs N commands at once (the GPU is idle most of a command's time),
-each with its share of the CPU threads.
+take hours on 2 CPU cores: the negative sources at each CPU recipe's budget, and longer training
+with larger groups; ``--plan longer`` the runs the sweep's dev figures pointed to (the GPU recipes
+are among them). ``--parallel N`` runs N commands at once (the GPU is idle most of a command's
+time), each with its share of the CPU threads; plans with rerank checks run one at a time.
 
 Each fine-tune is the real command (``python -m rerank_ext_core.cli finetune``). On SciFact
 (``--beir``, from ``--scifact``) it trains on the train split, picks checkpoints and the blend weight on the dev split carved from it,
@@ -37,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 from rerank_ext_core.finetune.runner import stage_times  # noqa: E402
+from rerank_ext_core.finetune.training import RECIPES  # noqa: E402
 
 class Run(NamedTuple):
     name: str
     kind: str
     arguments: list[str]
-    """Of ``rerank-ext finetune``, beyond the data, models and device; "{mined}" stands for --mined."""
+    """Of ``rerank-ext finetune``, beyond the data, models, device and the CPU recipe's settings
+    (:func:`cpu_recipe_arguments`, which these override); "{mined}" stands for --mined."""
     cost: float
     """Expected wall time as a multiple of the kind's first finished run."""
     rerank_check: bool
@@ -62,9 +65,8 @@ SWEEP: list[Run] = [  # the longest first, so that they run beside the short one
     Run("colbert 4 epochs, group 8", "colbert", ["--epochs", "4", "--train-group-size", "8", "--eval-steps", "46"], 2.5, False),
     Run("cross-encoder 4 epochs, group 8", "cross-encoder",
         ["--epochs", "4", "--train-group-size", "8", "--eval-steps", "46"], 2.5, False),
-    # the negative sources at each recipe's budget; "hybrid" is the recipe itself
-    *(Run(f"{kind} {source} negatives", kind,
-          ["--negatives-from", source, "--eval-steps", "23" if kind == "cross-encoder" else "20"], 1.0, False)
+    # the negative sources at each CPU recipe's budget; "hybrid" is the recipe itself
+    *(Run(f"{kind} {source} negatives", kind, ["--negatives-from", source], 1.0, False)
       for source in ("hybrid", "dense", "bm25", "random") for kind in ("colbert", "cross-encoder")),
     Run("colbert 2 epochs, group 8, lr 1e-5", "colbert",
         ["--train-group-size", "8", "--learning-rate", "1e-5", "--eval-steps", "23"], 1.5, False),
@@ -121,13 +123,24 @@ def environment() -> dict:
 LOG_LOCK = threading.Lock()
 
 
+def cpu_recipe_arguments(kind: str) -> list[str]:
+    """The CPU recipe's settings as options. Every run starts from them, so a run changes only what
+    its name says, whatever recipe ``--device cuda`` would pick (the sweeps were run before the GPU
+    recipes existed, and this keeps them reproducible). The loss is left to the command, which
+    picks margin-mse for a FlagEmbedding JSONL that carries teacher scores."""
+    recipe = RECIPES[kind]
+    options = {"--epochs": "epochs", "--train-group-size": "train_group_size", "--learning-rate": "learning_rate",
+               "--max-length": "max_length", "--eval-steps": "eval_steps"}
+    return [part for option, key in options.items() for part in (option, f"{recipe[key]:g}")]
+
+
 def finetune(run: Run, arguments: list[str], base_model: str, out: Path, models: Path, device: str,
              timeout: float, threads: int | None = None) -> dict:
     folder = models / run.name.replace(" ", "-").replace(",", "").replace("(", "").replace(")", "").replace(".", "")
     data = [] if "--flag-jsonl" in arguments else ["--beir", str(_common.SCIFACT)]
     command = [sys.executable, "-m", "rerank_ext_core.cli", "finetune", *data,
                "--base-model", base_model, "--embedding-model", base_model, "-o", str(folder), "--kind", run.kind,
-               "--device", device, "--overwrite", "-q", *arguments]
+               "--device", device, "--overwrite", "-q", *cpu_recipe_arguments(run.kind), *arguments]
     started = time.perf_counter()
     try:
         env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
@@ -174,7 +187,15 @@ def warm_corpus_cache(base_model: str, device: str) -> float:
     started = time.perf_counter()
     corpus, _ = load_beir_training(_common.SCIFACT)
     corpus_retriever(corpus, "dense", embedding_model=base_model, depth=1, device=device)
-    return round(time.perf_counter() - started, 1)
+    seconds = round(time.perf_counter() - started, 1)
+    if device.startswith("cuda"):
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()  # the commands need the memory more than this process does
+    return seconds
 
 
 def held_out(row: dict) -> tuple[float | None, float | None]:
@@ -239,6 +260,10 @@ def main() -> int:
         if unknown:
             parser.error(f"--only names unknown runs {unknown}; the runs are: {'; '.join(run.name for run in runs)}")
         runs = [run for run in runs if run.name in wanted]
+    if args.parallel < 1:
+        parser.error(f"--parallel {args.parallel}: give 1 or more commands to run at once")
+    if args.parallel > 1 and any(run.rerank_check for run in runs):
+        parser.error("--parallel > 1 would time the rerank checks on a shared GPU: use it with --plan sweep or longer")
     models = args.models or args.out / "models"
     _common.SCIFACT = args.scifact
     os.environ["RERANK_EXT_SCIFACT"] = str(args.scifact)
@@ -283,8 +308,11 @@ def main() -> int:
         nonlocal rerank_lines
         while (item := next_run()) is not None:
             run, arguments, left = item
-            row = finetune(run, arguments, args.base_model, args.out, models, device, timeout=left,
-                           threads=threads if args.parallel > 1 else None)
+            try:
+                row = finetune(run, arguments, args.base_model, args.out, models, device, timeout=left,
+                               threads=threads if args.parallel > 1 else None)
+            except Exception as error:  # a broken run is recorded; the others go on
+                row = {"run": run.name, "kind": run.kind, "rc": f"{type(error).__name__}: {error}", "wall_seconds": 0}
             with lock:
                 if row["rc"] == 0:
                     first_run_seconds.setdefault(run.kind, row["wall_seconds"])

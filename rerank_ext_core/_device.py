@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rerank_ext_core._optional import require
 
-__all__ = ["cpu_bf16_support", "resolve_device", "resolve_fp16"]
+__all__ = ["cpu_bf16_support", "is_cuda", "resolve_device", "resolve_fp16"]
 
 
 _ACCEPTED = "'cpu', 'cuda', 'cuda:N' (a GPU index), 'mps', or None for the best available"
@@ -49,10 +49,14 @@ def resolve_device(device: str | None) -> str:
     return "cpu"
 
 
+def is_cuda(device: str | None) -> bool:
+    return bool(device) and device.startswith("cuda")
+
+
 def resolve_fp16(use_fp16: bool | None, device: str) -> bool:
     """fp16 by default on a GPU only: on a CPU it is slower and less exact."""
     if use_fp16 is None:
-        return device.startswith("cuda")
+        return is_cuda(device)
     return bool(use_fp16)
 
 

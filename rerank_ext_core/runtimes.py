@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rerank_ext_core._device import cpu_bf16_support
+from rerank_ext_core._device import cpu_bf16_support, is_cuda
 from rerank_ext_core._optional import require
 from rerank_ext_core._validation import check_choice
 from rerank_ext_core.export import ExportRequest, ensure_export
@@ -45,7 +45,7 @@ def resolve_precision(backend: str, precision: str, device: str, *, use_fp16: bo
     """The precision ``backend`` will run at. Refuses one the backend cannot give (naming those it
     can); bf16 on a CPU without native bf16 falls back to fp32 with a warning."""
     check_choice("precision", precision, PRECISIONS)
-    on_gpu = device.startswith("cuda")
+    on_gpu = is_cuda(device)
     if precision == "auto":
         if use_fp16 is not None:
             precision = "fp16" if use_fp16 else "fp32"

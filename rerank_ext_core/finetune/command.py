@@ -16,7 +16,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
     def recipes(option: str) -> str:
         return (f"default: the recipe's, {', '.join(f'{kind} {RECIPES[kind][option]:g}' for kind in KINDS)}; "
-                f"on a GPU {', '.join(f'{kind} {GPU_RECIPES[kind][option]:g}' for kind in KINDS)}")
+                f"with --device cuda {', '.join(f'{kind} {GPU_RECIPES[kind][option]:g}' for kind in KINDS)}")
 
     source = parser.add_argument_group("training data (exactly one)")
     source.add_argument("--beir", type=Path, help="a BEIR folder; trains on --train-queries/--train-qrels")
@@ -56,7 +56,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev-fraction", type=float, default=0.1, help="training queries held out to pick checkpoints")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="cpu",
-                        help="cpu, cuda, cuda:N: for training, the embedding model that mines negatives, and every evaluation")
+                        help="cpu or cuda (another GPU: CUDA_VISIBLE_DEVICES=N): for training, the embedding model that "
+                             "mines negatives, and every evaluation; cuda also picks the GPU recipes")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     parser.add_argument("--no-eval", action="store_true", help="skip the before/after table on the BEIR test split")
     parser.add_argument("--eval-top-n", type=int, default=50, help="rerank the hybrid top-N in the before/after table")
@@ -72,7 +73,7 @@ def recipe_for(args: argparse.Namespace) -> dict[str, Any]:
     (margin-mse when every line has them, the recipe's loss otherwise)."""
     from rerank_ext_core.finetune.training import recipe as default_recipe
 
-    defaults = default_recipe(args.kind, args.device)
+    defaults = default_recipe(args.kind, getattr(args, "device", None) or "cpu")
     recipe = dict(defaults)
     for name in defaults:
         if getattr(args, name, None) is not None:

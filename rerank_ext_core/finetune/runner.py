@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerank_ext_core._device import resolve_device
+from rerank_ext_core._device import is_cuda, resolve_device
 from rerank_ext_core._models import resolve_model_path
 from rerank_ext_core._validation import check_number, check_positive_int
 from rerank_ext_core.finetune.data import (
@@ -92,7 +92,15 @@ class FinetuneConfig:
         check_number("dev_fraction", self.dev_fraction, low=0.0, high=0.5, example="dev_fraction=0.1")
         check_positive_int("dev_candidates", self.dev_candidates)
         check_positive_int("eval_top_n", self.eval_top_n)
-        resolve_device(self.training.device)
+        device, index = self.training.device, self.training.device.partition(":")[2]
+        if is_cuda(device) and index.isdigit() and int(index) != 0:
+            # The trainers (transformers' TrainingArguments) always train on the first visible GPU.
+            msg = (
+                f"device={device!r}: training runs on the first visible GPU, so another one is chosen with "
+                f"CUDA_VISIBLE_DEVICES: run with CUDA_VISIBLE_DEVICES={index} and --device cuda."
+            )
+            raise ValueError(msg)
+        resolve_device(device)
         if self.mining.margin is not None and self.teacher is None:
             msg = "A false-negative margin needs a teacher to score the negatives: pass --teacher KIND:MODEL, or drop the margin."
             raise ValueError(msg)

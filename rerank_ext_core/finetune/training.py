@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerank_ext_core._device import cpu_bf16_support
+from rerank_ext_core._device import cpu_bf16_support, is_cuda
 from rerank_ext_core._optional import require
 from rerank_ext_core._validation import check_choice, check_number, check_positive_int
 from rerank_ext_core.finetune.data import FinetuneInputError, TrainingGroup
@@ -56,7 +56,7 @@ GPU_RECIPES: dict[str, dict[str, Any]] = {
 
 def recipe(kind: str, device: str) -> dict[str, Any]:
     """The options ``rerank-ext finetune`` uses for ``kind`` on ``device`` when none is given."""
-    return dict((GPU_RECIPES if device.startswith("cuda") else RECIPES)[kind])
+    return dict((GPU_RECIPES if is_cuda(device) else RECIPES)[kind])
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _precision_flags(precision: str, device: str) -> dict[str, bool]:
     """Trainer flags for ``precision``; ``"auto"`` is bf16 on a GPU that has it (else fp16) and on
     a CPU with native bf16 (AVX-512 BF16 / AMX), fp32 elsewhere."""
     torch = require("torch", feature="rerank-ext finetune", extra="st")
-    on_gpu = device.startswith("cuda")
+    on_gpu = is_cuda(device)
     if precision == "auto":
         if on_gpu:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -129,8 +129,8 @@ def test_embedding_model_that_does_not_exist(tmp_path, capsys):
 
 def test_a_device_this_machine_lacks_is_refused_before_any_output(tmp_path, capsys):
     folder = write_beir(tmp_path / "data")
-    code, _, err = run_cli(capsys, str(folder), "-o", str(tmp_path / "out"), "--device", "cuda:7")
-    assert_clean_failure(code, err, "device='cuda:7'", "'cpu', 'cuda'")
+    code, _, err = run_cli(capsys, str(folder), "-o", str(tmp_path / "out"), "--device", "cuda:999")
+    assert_clean_failure(code, err, "device='cuda:999'", "'cpu', 'cuda'")
     assert not (tmp_path / "out").exists()
 
 

@@ -157,14 +157,23 @@ def test_refused_inputs_leave_no_output_folder(beir, plain_encoder, tmp_path):
     assert not out.exists()
 
 
-def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(beir, plain_encoder, tmp_path, capsys):
+@pytest.mark.parametrize(("device", "message"), [
+    ("mps", "MPS is not available here"),  # a device this machine lacks
+    ("cuda:1", "CUDA_VISIBLE_DEVICES=1 and --device cuda"),  # the trainers train on the first visible GPU
+])
+def test_a_device_training_cannot_use_is_refused_before_anything_is_written(beir, plain_encoder, tmp_path, capsys,
+                                                                             device, message):
+    import torch
+
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
     from rerank_ext_core.cli import EXIT_BAD_INPUT, main
 
     out = tmp_path / "out"
     assert main(["finetune", "--beir", str(beir), "--base-model", plain_encoder, "-o", str(out),
-                 "--device", "cuda:7", "-q"]) == EXIT_BAD_INPUT
+                 "--device", device, "-q"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "device='cuda:7'" in err and "'cpu', 'cuda'" in err and "Traceback" not in err
+    assert f"device={device!r}" in err and message in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
