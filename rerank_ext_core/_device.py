@@ -49,8 +49,8 @@ def resolve_device(device: str | None) -> str:
     return "cpu"
 
 
-def is_cuda(device: str | None) -> bool:
-    return bool(device) and device.startswith("cuda")
+def is_cuda(device: object) -> bool:
+    return isinstance(device, str) and device.startswith("cuda")
 
 
 def resolve_fp16(use_fp16: bool | None, device: str) -> bool:

@@ -92,8 +92,9 @@ class FinetuneConfig:
         check_number("dev_fraction", self.dev_fraction, low=0.0, high=0.5, example="dev_fraction=0.1")
         check_positive_int("dev_candidates", self.dev_candidates)
         check_positive_int("eval_top_n", self.eval_top_n)
-        device, index = self.training.device, self.training.device.partition(":")[2]
-        if is_cuda(device) and index.isdigit() and int(index) != 0:
+        device = self.training.device
+        index = device.partition(":")[2] if is_cuda(device) else ""
+        if index.isdigit() and int(index) != 0:
             # The trainers (transformers' TrainingArguments) always train on the first visible GPU.
             msg = (
                 f"device={device!r}: training runs on the first visible GPU, so another one is chosen with "
