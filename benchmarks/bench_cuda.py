@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
+from rerank_ext_core._device import is_cuda  # noqa: E402
 from rerank_ext_core.finetune.runner import stage_times  # noqa: E402
 from rerank_ext_core.finetune.training import RECIPES  # noqa: E402
 
@@ -136,7 +138,7 @@ def cpu_recipe_arguments(kind: str) -> list[str]:
 
 def finetune(run: Run, arguments: list[str], base_model: str, out: Path, models: Path, device: str,
              timeout: float, threads: int | None = None) -> dict:
-    folder = models / run.name.replace(" ", "-").replace(",", "").replace("(", "").replace(")", "").replace(".", "")
+    folder = models / re.sub(r"[^A-Za-z0-9]+", "-", run.name).strip("-")
     data = [] if "--flag-jsonl" in arguments else ["--beir", str(_common.SCIFACT)]
     command = [sys.executable, "-m", "rerank_ext_core.cli", "finetune", *data,
                "--base-model", base_model, "--embedding-model", base_model, "-o", str(folder), "--kind", run.kind,
@@ -188,7 +190,7 @@ def warm_corpus_cache(base_model: str, device: str) -> float:
     corpus, _ = load_beir_training(_common.SCIFACT)
     corpus_retriever(corpus, "dense", embedding_model=base_model, depth=1, device=device)
     seconds = round(time.perf_counter() - started, 1)
-    if device.startswith("cuda"):
+    if is_cuda(device):
         import gc
 
         import torch

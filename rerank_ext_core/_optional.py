@@ -146,9 +146,9 @@ def require(module: str, *, feature: str, extra: str) -> ModuleType:
     if not _is_installed(module):
         raise MissingDependencyError(not_installed) from None
     try:
-        if _top_level(module) in sys.modules:  # imported already: hiding would change nothing
-            return importlib.import_module(module)
-        with _hidden(_HIDDEN_WHILE_IMPORTING.get(_top_level(module), ())):
+        # Once the package is imported, hiding would change nothing.
+        hide = () if _top_level(module) in sys.modules else _HIDDEN_WHILE_IMPORTING.get(_top_level(module), ())
+        with _hidden(hide):
             return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
